@@ -1,0 +1,1 @@
+"""The ``autoworld`` command line."""

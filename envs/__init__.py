@@ -1,0 +1,1 @@
+"""World families (grid, arm) and the built-in catalogue."""

@@ -1,0 +1,1 @@
+"""The grid family: components, batched engine, layouts, levels, oracle, rendering."""

@@ -1,0 +1,441 @@
+"""The batched grid engine: one tensor program steps N envs of possibly different grid worlds.
+
+State is a handful of small tensors with a leading env dimension (a flat uint8 grid per env, the
+agent's flat position and direction, ...). Worlds of different sizes share one frame (the largest
+height and width in the batch; smaller worlds are drawn top-left and walled around); index
+``P - 1`` of every flat grid is a sentinel wall cell that out-of-frame lookups land on, so that
+neighbour and view lookups are single gathers from precomputed tables.
+
+The step follows the design's engine contract: static shapes, no host synchronisation, no Python
+loop over envs, masked same-step autoreset merged with ``torch.where``, counter-based randomness
+(see ``autoworld.rng``) so that a run is reproducible for a seed and identical on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+from autoworld import rng
+from autoworld.envs.grid.components.registry import REGISTRY, GridComponent
+from autoworld.envs.grid.level import LevelBank
+from autoworld.envs.grid.spec import GridWorldSpec
+from autoworld.envs.grid.symbols import DIR_DELTAS, PASSABLE, Cell
+from autoworld.errors import EngineError
+
+NUM_ACTIONS = 7
+STREAM_RESET = 1
+STREAM_FINAL_OBS = 1000  # offset of the observation streams used for the final observation
+
+# Order of the hook stages within a step.
+TRANSITION_STAGES = ("action", "decode", "interact", "post_move")
+OBSERVATION_STAGES = ("view", "filter", "output")
+
+
+@dataclass
+class GridState:
+    """Batched state. All tensors share the leading env dimension B."""
+
+    grid: torch.Tensor  # (B, P) uint8 cell codes, P = H*W + 1 (last: sentinel wall)
+    pos: torch.Tensor  # (B,) int64 flat index of the agent in the frame
+    dir: torch.Tensor  # (B,) int64 in 0..3 (east, south, west, north)
+    carrying: torch.Tensor  # (B,) int64 (0 nothing, 1 a key)
+    t: torch.Tensor  # (B,) int64 steps taken in the current episode
+    tick: torch.Tensor  # (B,) int64 counter of random draws (never reset)
+    key: torch.Tensor  # (B,) int64 per-env random key
+    level: torch.Tensor  # (B,) int64 index of the current level in the engine's bank
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # component state
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extras"}
+        out.update({f"x.{k}": v for k, v in self.extras.items()})
+        return out
+
+    def clone(self) -> GridState:
+        return self.map(lambda x: x.clone())
+
+    def map(self, fn) -> GridState:
+        base = {f.name: fn(getattr(self, f.name)) for f in fields(self) if f.name != "extras"}
+        return GridState(**base, extras={k: fn(v) for k, v in self.extras.items()})
+
+    def merge(self, mask: torch.Tensor, other: GridState) -> GridState:
+        """Rows of ``other`` where mask (B,) is true, rows of self elsewhere."""
+
+        def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            m = mask.view(-1, *([1] * (a.dim() - 1)))
+            return torch.where(m, b, a)
+
+        base = {f.name: pick(getattr(self, f.name), getattr(other, f.name))
+                for f in fields(self) if f.name != "extras"}
+        extras = {k: pick(v, other.extras[k]) for k, v in self.extras.items()}
+        return GridState(**base, extras=extras)
+
+
+class StepContext:
+    """What the components of one step read and write. Built by the engine for every step."""
+
+    def __init__(self, engine: GridEngine, state: GridState, action: torch.Tensor,
+                 outcomes: dict[str, torch.Tensor] | None) -> None:
+        B = state.pos.shape[0]
+        dev = state.pos.device
+        self.engine = engine
+        self.state = state
+        self.action = action  # (B,) int64 in 0..NUM_ACTIONS-1
+        self.outcomes = outcomes or {}
+        self.old_pos = state.pos
+        # filled by the movement scheme (decode stage)
+        self.move = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.pickup = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.drop = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.toggle = torch.zeros(B, dtype=torch.bool, device=dev)
+        # filled by the engine before the interact stage
+        self.front = state.pos
+        self.front_cell = state.pos
+        # reward accumulators; "timed" rewards are scaled by (1 - time_decay * t / max_steps)
+        self.reward_fixed = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.reward_timed = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.terminated = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.cell = state.pos  # cell code under the agent after the move (set by the engine)
+        self.events: dict[str, torch.Tensor] = {}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    height: int
+    width: int
+    wrap: bool
+
+
+class GridEngine:
+    """Steps ``num_envs`` grid envs in one batched program.
+
+    Args:
+        worlds: one spec, or several (a heterogeneous batch).
+        num_envs: batch size B.
+        device: torch device of every tensor.
+        seed: root seed; env i's random key is derived from (seed, i).
+        world_ids: which world each env runs, (B,) ints; default round-robin ``i % len(worlds)``.
+        banks: a level bank per world; default the world's ``split`` bank from ``levels.bank``.
+        split: which bank to draw (``train``, ``validation`` or ``test``) when banks are not given.
+        final_obs: also compute the true final observation of ended episodes (``info``).
+        compile: wrap the step in ``torch.compile`` (optional acceleration).
+
+    Example:
+        >>> from autoworld.envs.catalogue import load_world
+        >>> eng = GridEngine(load_world("DoorKey-8x8"), num_envs=4, seed=0)
+        >>> obs = eng.reset()
+        >>> obs, reward, terminated, truncated, info = eng.step(torch.zeros(4, dtype=torch.long))
+    """
+
+    def __init__(
+        self,
+        worlds: GridWorldSpec | Sequence[GridWorldSpec],
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        world_ids: Sequence[int] | None = None,
+        banks: Sequence[LevelBank] | None = None,
+        split: str = "train",
+        final_obs: bool = True,
+        compile: bool = False,
+    ) -> None:
+        self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
+        if not self.worlds:
+            raise EngineError("GridEngine needs at least one world spec")
+        if num_envs < 1:
+            raise EngineError(f"num_envs must be >= 1 (got {num_envs})")
+        self.num_envs = B = int(num_envs)
+        self.device = torch.device(device)
+        self.final_obs_enabled = final_obs
+        if world_ids is None:
+            world_ids = [i % len(self.worlds) for i in range(B)]
+        if len(world_ids) != B or not all(0 <= w < len(self.worlds) for w in world_ids):
+            raise EngineError(f"world_ids must be {B} indices into the {len(self.worlds)} worlds")
+        self.world_ids_list = list(world_ids)
+        self.world_ids = torch.tensor(world_ids, dtype=torch.long, device=self.device)
+        if banks is None:
+            from autoworld.envs.grid.levels import bank as make_bank
+
+            banks = [make_bank(w, split) for w in self.worlds]
+        if len(banks) != len(self.worlds):
+            raise EngineError("give one level bank per world")
+        self.banks = list(banks)
+
+        # ---------------------------------------------------------------- geometry
+        self.H = max(w.height for w in self.worlds)
+        self.W = max(w.width for w in self.worlds)
+        self.P = self.H * self.W + 1
+        self.sentinel = self.P - 1
+        wraps = [w.component("wrap_edges") is not None for w in self.worlds]
+        self.geometries: list[Geometry] = []
+        world_geom = []
+        for w, wrap in zip(self.worlds, wraps, strict=True):
+            g = Geometry(w.height, w.width, wrap)
+            if g not in self.geometries:
+                self.geometries.append(g)
+            world_geom.append(self.geometries.index(g))
+        self.geom_id = torch.tensor([world_geom[w] for w in world_ids], device=self.device)
+        self._nbr = self._neighbour_tables()  # (G*P*4,) int64
+        self._geom_off = (self.geom_id * (self.P * 4)) if len(self.geometries) > 1 else None
+        self.passable = torch.zeros(256, dtype=torch.bool, device=self.device)
+        self.passable[list(PASSABLE)] = True
+
+        per_env = [self.worlds[w] for w in world_ids]
+        self.height = torch.tensor([w.height for w in per_env], device=self.device)
+        self.width = torch.tensor([w.width for w in per_env], device=self.device)
+        self.max_steps = torch.tensor([w.max_steps for w in per_env], device=self.device)
+
+        # ---------------------------------------------------------------- levels
+        self._pack_banks()
+
+        # ---------------------------------------------------------------- program
+        self.components: dict[str, GridComponent] = {}
+        present = [
+            name for name in REGISTRY
+            if any(w.component(name) is not None for w in self.worlds)
+        ]
+        for name in present:
+            params = [self.worlds[w].component(name) for w in world_ids]
+            self.components[name] = REGISTRY[name](self, params)
+        self._stages: dict[str, list[GridComponent]] = {}
+        for comp in sorted(self.components.values(), key=lambda c: c.order):
+            self._stages.setdefault(comp.stage, []).append(comp)
+        self.level_data: dict[str, torch.Tensor] = {}
+        for comp in self.components.values():
+            self.level_data.update(comp.level_data(self))
+        decay = torch.zeros(B, dtype=torch.float32, device=self.device)
+        for comp in self.components.values():
+            if hasattr(comp, "time_decay"):
+                decay = torch.where(comp.active, comp.time_decay, decay)
+        self.time_decay = decay  # (B,) float32
+
+        keys = rng.hash32(torch.arange(B, dtype=torch.long) * 2 + 1
+                          ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
+        self._base_keys = keys.to(self.device)
+        self.seed = seed
+        self.state = self.initial_state(self.bank_offset.clone(), keys=self._base_keys.clone())
+        self._step_fn = self._step_impl
+        if compile:
+            self._step_fn = torch.compile(self._step_impl, dynamic=False)
+
+    # ==================================================================== set-up helpers
+    def cell_index(self, g: Geometry, r: int, c: int) -> int:
+        """Flat frame index of world cell (r, c) under geometry g (wrapping if it wraps); the
+        sentinel for a cell outside the frame."""
+        if g.wrap:
+            r, c = r % g.height, c % g.width
+        if 0 <= r < self.H and 0 <= c < self.W:
+            return r * self.W + c
+        return self.sentinel
+
+    def _neighbour_tables(self) -> torch.Tensor:
+        tables = np.full((len(self.geometries), self.P, 4), self.sentinel, dtype=np.int64)
+        for gi, g in enumerate(self.geometries):
+            for r in range(self.H):
+                for c in range(self.W):
+                    for d, (dr, dc) in enumerate(DIR_DELTAS):
+                        tables[gi, r * self.W + c, d] = self.cell_index(g, r + dr, c + dc)
+        return torch.from_numpy(tables.reshape(-1)).to(self.device)
+
+    def _pack_banks(self) -> None:
+        grids, pos, dirs, offsets, counts = [], [], [], [], []
+        total = 0
+        for bank in self.banks:
+            L, h, w = bank.grids.shape
+            frame = np.full((L, self.H, self.W), int(Cell.WALL), dtype=np.uint8)
+            frame[:, :h, :w] = bank.grids
+            flat = np.concatenate(
+                [frame.reshape(L, -1), np.full((L, 1), int(Cell.WALL), np.uint8)], axis=1
+            )
+            grids.append(flat)
+            pos.append(bank.agent_pos[:, 0] * self.W + bank.agent_pos[:, 1])
+            dirs.append(bank.agent_dir)
+            offsets.append(total)
+            counts.append(L)
+            total += L
+        self.bank_grid = torch.from_numpy(np.concatenate(grids)).to(self.device)  # (Ltot, P)
+        self.bank_pos = torch.from_numpy(np.concatenate(pos).astype(np.int64)).to(self.device)
+        self.bank_dir = torch.from_numpy(np.concatenate(dirs).astype(np.int64)).to(self.device)
+        self.bank_offset = torch.tensor([offsets[w] for w in self.world_ids_list],
+                                        device=self.device)
+        self.bank_count = torch.tensor([counts[w] for w in self.world_ids_list],
+                                       device=self.device)
+
+    # ==================================================================== state
+    def initial_state(self, level: torch.Tensor, keys: torch.Tensor | None = None) -> GridState:
+        """A fresh state with env i at bank level ``level[i]`` (global index into the bank)."""
+        B = level.shape[0]
+        zeros = torch.zeros(B, dtype=torch.long, device=self.device)
+        state = GridState(
+            grid=self.bank_grid[level].clone(),
+            pos=self.bank_pos[level].clone(),
+            dir=self.bank_dir[level].clone(),
+            carrying=zeros.clone(),
+            t=zeros.clone(),
+            tick=zeros.clone(),
+            key=keys if keys is not None else self._base_keys[:B].clone(),
+            level=level.clone(),
+        )
+        for comp in self.components.values():
+            state.extras.update(comp.init_extras(state, {}))
+        return state
+
+    def _fresh_like(self, state: GridState, level: torch.Tensor) -> GridState:
+        fresh = GridState(
+            grid=self.bank_grid[level],
+            pos=self.bank_pos[level],
+            dir=self.bank_dir[level],
+            carrying=torch.zeros_like(state.carrying),
+            t=torch.zeros_like(state.t),
+            tick=state.tick,
+            key=state.key,
+            level=level,
+        )
+        for comp in self.components.values():
+            fresh.extras.update(comp.init_extras(fresh, {}))
+        return fresh
+
+    def neighbour(self, pos: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """Flat index of the cell next to ``pos`` in ``direction`` (wraps where the world wraps,
+        the sentinel wall outside the frame)."""
+        idx = pos * 4 + direction
+        if self._geom_off is not None:
+            idx = idx + self._geom_off
+        return self._nbr[idx]
+
+    # ==================================================================== reset / step
+    def reset(self, seed: int | None = None, level_ids: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Reset the envs in ``mask`` (all by default) and return the observation of all envs.
+
+        ``seed`` re-derives every env's random key; ``level_ids`` (B,) picks the level of each env
+        by its index within that env's world bank (else levels are drawn at random).
+        """
+        B = self.num_envs
+        if seed is not None:
+            self.seed = seed
+            keys = rng.hash32(torch.arange(B, dtype=torch.long) * 2 + 1
+                              ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
+            self._base_keys = keys.to(self.device)
+            self.state.key = self._base_keys.clone()
+            self.state.tick = torch.zeros_like(self.state.tick)
+        s = self.state
+        if level_ids is not None:
+            level_ids = torch.as_tensor(level_ids, dtype=torch.long, device=self.device)
+            level = self.bank_offset + torch.remainder(level_ids, self.bank_count)
+        else:
+            level = self.bank_offset + rng.randint(s.key, s.tick, STREAM_RESET, self.bank_count)
+        fresh = self._fresh_like(s, level)
+        if mask is None:
+            mask = torch.ones(B, dtype=torch.bool, device=self.device)
+        self.state = s.merge(mask, fresh)
+        self.state.tick = self.state.tick + 1
+        return self.observe(self.state)
+
+    def step(self, actions: torch.Tensor, outcomes: dict[str, torch.Tensor] | None = None):
+        """Advance every env one step; ended episodes are reset in the same step.
+
+        Returns ``(obs, reward, terminated, truncated, info)``: obs a dict of tensors, reward
+        (B,) float32, terminated/truncated (B,) bool; ``info["final_obs"]`` holds the true final
+        observation (the same dict layout) where an episode ended, ``info["final_return"]`` is
+        not tracked here (see the Gymnasium adapter).
+        """
+        actions = torch.as_tensor(actions, device=self.device).long()
+        new_state, obs, reward, terminated, truncated, final_obs = self._step_fn(
+            self.state, actions, outcomes
+        )
+        self.state = new_state
+        info = {"final_obs": final_obs} if final_obs is not None else {}
+        return obs, reward, terminated, truncated, info
+
+    def _step_impl(self, state: GridState, actions: torch.Tensor, outcomes):
+        s = state.clone() if self._clone_on_step else state
+        ctx = self.transition(s, actions, outcomes)
+        s.t = s.t + 1
+        reward = ctx.reward_fixed + ctx.reward_timed * (
+            1.0 - self.time_decay * s.t.to(torch.float32) / self.max_steps.to(torch.float32)
+        )
+        terminated = ctx.terminated
+        truncated = (s.t >= self.max_steps) & ~terminated
+        done = terminated | truncated
+        final_obs = self.observe(s, STREAM_FINAL_OBS) if self.final_obs_enabled else None
+        level = self.bank_offset + rng.randint(s.key, s.tick, STREAM_RESET, self.bank_count)
+        s = s.merge(done, self._fresh_like(s, level))
+        s.tick = s.tick + 1
+        obs = self.observe(s)
+        return s, obs, reward, terminated, truncated, final_obs
+
+    _clone_on_step = False
+
+    def transition(self, s: GridState, actions: torch.Tensor,
+                   outcomes: dict[str, torch.Tensor] | None = None) -> StepContext:
+        """Apply the transition and reward factors to ``s`` in place (no time, no reset).
+
+        ``outcomes`` forces the discrete outcome of stochastic components by name (the oracle
+        enumerates them); otherwise they are drawn from the counter-based generator.
+        """
+        ctx = StepContext(self, s, actions, outcomes)
+        for comp in self._stages.get("action", ()):
+            comp.apply(ctx)
+        for comp in self._stages.get("decode", ()):
+            comp.apply(ctx)
+        ctx.front = self.neighbour(s.pos, s.dir)
+        ctx.front_cell = s.grid.gather(1, ctx.front[:, None])[:, 0]
+        for comp in self._stages.get("interact", ()):
+            comp.apply(ctx)
+        can_enter = self.passable[ctx.front_cell.long()]
+        s.pos = torch.where(ctx.move & can_enter, ctx.front, s.pos)
+        for comp in self._stages.get("post_move", ()):
+            comp.apply(ctx)
+        ctx.cell = s.grid.gather(1, s.pos[:, None])[:, 0]
+        for comp in self._stages.get("reward", ()):
+            comp.apply(ctx)
+        return ctx
+
+    def observe(self, s: GridState, stream_offset: int = 0) -> dict[str, torch.Tensor]:
+        """The observation dict of every env for state ``s``."""
+        out: dict[str, torch.Tensor] = {}
+        ctx = ObsContext(self, s, stream_offset)
+        for stage in OBSERVATION_STAGES:
+            for comp in self._stages.get(stage, ()):
+                comp.apply(ctx)
+        out["image"] = ctx.image
+        out.update(ctx.outputs)
+        return out
+
+    # ==================================================================== introspection
+    def stochastic_components(self) -> list[GridComponent]:
+        """Transition components with discrete random outcomes (for exact enumeration)."""
+        return [c for c in self.components.values() if c.num_outcomes > 0]
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        shapes = [c.image_shape() for c in self._stages.get("view", ())]
+        return max(s[0] for s in shapes), max(s[1] for s in shapes)
+
+    def to_cpu_state(self) -> GridState:
+        return self.state.map(lambda x: x.cpu())
+
+
+class ObsContext:
+    """What observation components read and write."""
+
+    def __init__(self, engine: GridEngine, state: GridState, stream_offset: int) -> None:
+        self.engine = engine
+        self.state = state
+        self.stream_offset = stream_offset
+        self.image: torch.Tensor = None  # type: ignore[assignment]  # (B, R, C) uint8
+        self.outputs: dict[str, torch.Tensor] = {}
+
+
+def pad_image(img: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Pad a (B, r, c) uint8 image with ``PAD`` to (B, rows, cols) (top-left aligned)."""
+    B, r, c = img.shape
+    if r == rows and c == cols:
+        return img
+    out = torch.full((B, rows, cols), int(Cell.PAD), dtype=img.dtype, device=img.device)
+    out[:, :r, :c] = img
+    return out

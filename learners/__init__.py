@@ -1,0 +1,1 @@
+"""Learning methods (Selection / Optimization / Evaluation)."""
