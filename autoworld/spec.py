@@ -1,0 +1,114 @@
+"""WorldSpec: load, save, validate and hash world specs (YAML or JSON on disk).
+
+``WorldSpec`` is the grid family's spec for now; the arm family will join it as a discriminated
+union on ``family``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from autoworld.envs.grid.spec import GridWorldSpec
+from autoworld.errors import SpecError
+
+WorldSpec = GridWorldSpec
+MAX_SPEC_BYTES = 256 * 1024
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def spec_error_from(exc: ValidationError) -> SpecError:
+    """Turn pydantic's error list into one SpecError naming the first bad field and the fix."""
+    errs = exc.errors(include_url=False)
+    first = errs[0]
+    # discriminated unions add the tag (component kind) to the location; keep it, it helps.
+    field = _loc(first["loc"]) or "spec"
+    msg = first["msg"]
+    if first["type"] == "union_tag_invalid":
+        ctx = first.get("ctx", {})
+        msg = (f"unknown component kind {ctx.get('tag')!r}; use one of "
+               f"{ctx.get('expected_tags')} (see `autoworld components`)")
+    elif first["type"] == "extra_forbidden":
+        msg = "unknown field; remove it (see `autoworld schema` for the fields)"
+    more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
+    return SpecError(msg + more, field=field)
+
+
+def parse_spec(data: Any) -> WorldSpec:
+    """Validate a mapping into a WorldSpec, raising SpecError (field + fix) when it is invalid."""
+    if not isinstance(data, dict):
+        raise SpecError(f"a spec must be a mapping of fields, got {type(data).__name__}")
+    family = data.get("family", "grid")
+    if family != "grid":
+        raise SpecError(f"unknown family {family!r}; use 'grid'", field="family")
+    try:
+        return WorldSpec.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error_from(exc) from None
+
+
+def load_spec(path: str | os.PathLike) -> WorldSpec:
+    """Read a spec from a .yaml/.yml/.json file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"no such spec file: {p}")
+    if p.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"{p} is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is small")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    return parse_spec(data)
+
+
+def spec_to_yaml(spec: WorldSpec) -> str:
+    """YAML text of a spec, every field written, in the model's field order."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def spec_from_yaml(text: str) -> WorldSpec:
+    return parse_spec(yaml.safe_load(text))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file atomically: temp file in the same folder, fsync, rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_spec(spec: WorldSpec, path: str | os.PathLike) -> None:
+    p = Path(path)
+    text = spec.model_dump_json(indent=2) + "\n" if p.suffix == ".json" else spec_to_yaml(spec)
+    atomic_write_text(p, text)
+
+
+def spec_json_schema() -> dict:
+    """The JSON schema of WorldSpec (what LLM backends are constrained to)."""
+    return WorldSpec.model_json_schema()
