@@ -416,6 +416,19 @@ class GridEngine:
         shapes = [c.image_shape() for c in self._stages.get("view", ())]
         return max(s[0] for s in shapes), max(s[1] for s in shapes)
 
+    def observation_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
+        """Per observation key: (shape without the batch dim, dtype, low, high).
+
+        ``image`` always; output components (stage ``output``) add their keys through their
+        ``output_spec()`` method.
+        """
+        from autoworld.envs.grid.symbols import NUM_SYMBOLS
+
+        spec = {"image": (self.image_shape, torch.uint8, 0, NUM_SYMBOLS - 1)}
+        for comp in self._stages.get("output", ()):
+            spec.update(comp.output_spec())
+        return spec
+
     def to_cpu_state(self) -> GridState:
         return self.state.map(lambda x: x.cpu())
 
