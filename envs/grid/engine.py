@@ -270,9 +270,9 @@ class GridEngine:
         B = level.shape[0]
         zeros = torch.zeros(B, dtype=torch.long, device=self.device)
         state = GridState(
-            grid=self.bank_grid[level].clone(),
-            pos=self.bank_pos[level].clone(),
-            dir=self.bank_dir[level].clone(),
+            grid=self.bank_grid.index_select(0, level),
+            pos=self.bank_pos.index_select(0, level),
+            dir=self.bank_dir.index_select(0, level),
             carrying=zeros.clone(),
             t=zeros.clone(),
             tick=zeros.clone(),
@@ -285,9 +285,9 @@ class GridEngine:
 
     def _fresh_like(self, state: GridState, level: torch.Tensor) -> GridState:
         fresh = GridState(
-            grid=self.bank_grid[level],
-            pos=self.bank_pos[level],
-            dir=self.bank_dir[level],
+            grid=self.bank_grid.index_select(0, level),
+            pos=self.bank_pos.index_select(0, level),
+            dir=self.bank_dir.index_select(0, level),
             carrying=torch.zeros_like(state.carrying),
             t=torch.zeros_like(state.t),
             tick=state.tick,
@@ -304,7 +304,7 @@ class GridEngine:
         idx = pos * 4 + direction
         if self._geom_off is not None:
             idx = idx + self._geom_off
-        return self._nbr[idx]
+        return self._nbr.index_select(0, idx)
 
     # ==================================================================== reset / step
     def reset(self, seed: int | None = None, level_ids: torch.Tensor | None = None,
@@ -386,7 +386,7 @@ class GridEngine:
         ctx.front_cell = s.grid.gather(1, ctx.front[:, None])[:, 0]
         for comp in self._stages.get("interact", ()):
             comp.apply(ctx)
-        can_enter = self.passable[ctx.front_cell.long()]
+        can_enter = self.passable.index_select(0, ctx.front_cell.long())
         s.pos = torch.where(ctx.move & can_enter, ctx.front, s.pos)
         for comp in self._stages.get("post_move", ()):
             comp.apply(ctx)

@@ -1,20 +1,42 @@
 """Observation components of the grid family.
 
 Every world has exactly one view (``full_grid`` or ``egocentric``) that writes ``image``
-(B, R, C) uint8 symbol codes; filters then rewrite the image in order; outputs add other keys
-(``features``, ``text``, ``rgb``).
+(B, R, C) uint8 symbol codes; filters (``line_of_sight``, ``random_mask``, ``symbol_noise``,
+``permuted_symbols``) then rewrite the image in that order; outputs (``agent_features``,
+``text``, ``rgb``) add the keys ``features``, ``text`` and ``rgb``.
+
+Random filters draw per-cell bits from ``autoworld.rng`` (per-env key, tick, stream), so a noisy
+observation is reproducible for a seed and device. Their stream ids are 30..49 plus the
+observation's ``stream_offset`` (the true final observation uses other streams).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from fractions import Fraction
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from autoworld import rng
 from autoworld.envs.grid.components.registry import ComponentParams, GridComponent, register
-from autoworld.envs.grid.symbols import AGENT_SYMBOL_BY_DIR, DIR_DELTAS, Cell
+from autoworld.envs.grid.symbols import (
+    AGENT_SYMBOL_BY_DIR,
+    CHARS,
+    DIR_DELTAS,
+    NUM_CELL_TYPES,
+    NUM_SYMBOLS,
+    Cell,
+)
+from autoworld.envs.grid.tiles import tile_atlas
+
+STREAM_RANDOM_MASK = 30
+STREAM_NOISE_HIT = 31
+STREAM_NOISE_SYMBOL = 32
+# Cells that block the line of sight.
+OPAQUE = (Cell.WALL, Cell.DOOR_LOCKED, Cell.BOX, Cell.BOX_ON_TARGET)
+_INV24 = 1.0 / (1 << 24)
 
 
 def _merge_view(ctx, comp: GridComponent, img: torch.Tensor) -> None:
@@ -84,7 +106,10 @@ class Egocentric(GridComponent):
             if p.size % 2 == 0:
                 raise ValueError(f"egocentric.size must be odd (got {p.size}); use {p.size + 1}")
         eng = self.engine
-        self.K = K = max(p.size for p in self.params)
+        # the view side of the batch: the largest size among the worlds that use this view (the
+        # neutral default of envs without it must not widen everyone's image)
+        self.K = K = max(p.size for p, a in zip(self.params, self.active.tolist(), strict=True)
+                         if a)
         # table[g, pos*4 + dir, i*K + j] = flat index of view cell (i, j)
         table = np.full((len(eng.geometries), eng.P * 4, K * K), eng.sentinel, dtype=np.int64)
         for gi, g in enumerate(eng.geometries):
@@ -103,7 +128,7 @@ class Egocentric(GridComponent):
                                 )
         self.table = torch.from_numpy(table.reshape(-1, K * K)).to(self.device)
         self.geom_off = (eng.geom_id * (eng.P * 4)) if len(eng.geometries) > 1 else None
-        sizes = {p.size for p in self.params}
+        sizes = {p.size for p, a in zip(self.params, self.active.tolist(), strict=True) if a}
         self.window = None
         if len(sizes) > 1:  # smaller views in a mixed batch: cells outside their window are PAD
             i = torch.arange(K, device=self.device)[None, :, None]
@@ -119,7 +144,342 @@ class Egocentric(GridComponent):
         idx = s.pos * 4 + s.dir
         if self.geom_off is not None:
             idx = idx + self.geom_off
-        img = s.grid.gather(1, self.table[idx]).view(-1, self.K, self.K)
+        img = s.grid.gather(1, self.table.index_select(0, idx)).view(-1, self.K, self.K)
         if self.window is not None:
             img = torch.where(self.window, img, int(Cell.PAD))
         _merge_view(ctx, self, img)
+
+
+# ======================================================================== filters
+def _apply_to_view(ctx, K: int, fn) -> None:
+    """Rewrite the top-left K x K block of ctx.image (where an egocentric view sits) with fn."""
+    B, R, C = ctx.image.shape
+    if (R, C) == (K, K):
+        ctx.image = fn(ctx.image)
+    else:
+        img = ctx.image.clone()
+        img[:, :K, :K] = fn(ctx.image[:, :K, :K])
+        ctx.image = img
+
+
+def _segment_crosses(p0: tuple[Fraction, Fraction], p1: tuple[Fraction, Fraction],
+                     r: int, c: int) -> bool:
+    """Whether the segment p0-p1 passes through the open unit square [r, r+1] x [c, c+1] over a
+    positive length (touching a corner or an edge does not count). Exact (Liang-Barsky)."""
+    t0, t1 = Fraction(0), Fraction(1)
+    for a0, a1, lo in ((p0[0], p1[0], r), (p0[1], p1[1], c)):
+        d = a1 - a0
+        if d == 0:
+            if not lo < a0 < lo + 1:
+                return False
+            continue
+        e, x = (lo - a0) / d, (lo + 1 - a0) / d
+        t0, t1 = max(t0, min(e, x)), min(t1, max(e, x))
+    return t1 > t0
+
+
+def sight_lines(K: int) -> np.ndarray:
+    """(K*K, M) int64: for each cell of a K x K egocentric view, the view cells whose interior the
+    straight segment from the agent's cell centre (bottom row, middle column) to that cell's
+    centre crosses, both ends excluded; padded with ``K*K`` (an always-clear slot)."""
+    ar, ac = K - 1, K // 2
+    a = (Fraction(2 * ar + 1, 2), Fraction(2 * ac + 1, 2))
+    lines: list[list[int]] = []
+    for i in range(K):
+        for j in range(K):
+            b = (Fraction(2 * i + 1, 2), Fraction(2 * j + 1, 2))
+            lines.append([
+                r * K + c
+                for r in range(min(i, ar), max(i, ar) + 1)
+                for c in range(min(j, ac), max(j, ac) + 1)
+                if (r, c) not in ((i, j), (ar, ac)) and _segment_crosses(a, b, r, c)
+            ])
+    M = max(1, max(len(x) for x in lines))
+    out = np.full((K * K, M), K * K, dtype=np.int64)
+    for n, cells in enumerate(lines):
+        out[n, : len(cells)] = cells
+    return out
+
+
+@register
+class LineOfSight(GridComponent):
+    """Occlusion for the egocentric view: a view cell shows as unseen when the straight line from
+    the agent's cell to it passes through a wall, a locked door or a box. The agent's own cell and
+    the first opaque cells on each line stay visible. Needs the egocentric view."""
+
+    class Params(ComponentParams):
+        kind: Literal["line_of_sight"] = "line_of_sight"
+
+    factor = "observation"
+    name = "line_of_sight"
+    stage = "filter"
+    order = 10
+
+    def setup(self) -> None:
+        view = self.engine.components.get("egocentric")
+        if view is None:
+            raise ValueError("line_of_sight needs the 'egocentric' view in the world")
+        self.K = view.K
+        self.lines = torch.from_numpy(sight_lines(self.K)).to(self.device)  # (K*K, M)
+        self.lines_flat = self.lines.reshape(-1)
+        self.opaque = torch.zeros(256, dtype=torch.bool, device=self.device)
+        self.opaque[[int(c) for c in OPAQUE]] = True
+
+    def apply(self, ctx) -> None:
+        K = self.K
+
+        def occlude(view: torch.Tensor) -> torch.Tensor:  # (B, K, K) uint8
+            flat = view.reshape(view.shape[0], K * K)
+            B = flat.shape[0]
+            opaque = self.opaque.index_select(0, flat.reshape(-1).long()).view(B, K * K)
+            opaque = torch.cat([opaque, torch.zeros_like(opaque[:, :1])], dim=1)  # clear slot
+            on_line = opaque.index_select(1, self.lines_flat).view(B, K * K, -1)
+            hidden = on_line.any(dim=-1)  # (B, K*K)
+            if not self.all_active:
+                hidden = hidden & self.active[:, None]
+            return torch.where(hidden, int(Cell.UNSEEN), flat).view_as(view)
+
+        _apply_to_view(ctx, K, occlude)
+
+
+def _cell_salts(engine) -> torch.Tensor:
+    """(N,) int64 per-cell salts for every image cell index an observation can have."""
+    n = max(engine.H * engine.W, 11 * 11)
+    return rng.hash32(torch.arange(n, dtype=torch.long) * 2 + 1).to(engine.device)
+
+
+def _cell_bits(state, stream: int, salts: torch.Tensor) -> torch.Tensor:
+    """(B, N) int64: 32 random bits per env and image cell for draw ``state.tick`` of stream."""
+    base = rng.stream_bits(state.key, state.tick, stream)  # (B,)
+    return rng.hash32(base[:, None] ^ salts[None, :])
+
+
+@register
+class RandomMask(GridComponent):
+    """Random occlusion: every step each cell of the view is independently hidden (shown as
+    unseen) with probability ``fraction``. The agent's own mark and padding are kept."""
+
+    class Params(ComponentParams):
+        kind: Literal["random_mask"] = "random_mask"
+        fraction: float = Field(
+            0.2, ge=0.0, le=0.9, description="Probability that a cell is hidden in a step."
+        )
+
+    factor = "observation"
+    name = "random_mask"
+    stage = "filter"
+    order = 20
+
+    def setup(self) -> None:
+        # zero for envs without the component: they never hide a cell
+        self.fraction = torch.where(self.active, self.column("fraction"), 0.0)  # (B,)
+        self.salts = _cell_salts(self.engine)
+
+    def apply(self, ctx) -> None:
+        img = ctx.image
+        flat = img.reshape(img.shape[0], -1)
+        n = flat.shape[1]
+        bits = _cell_bits(ctx.state, STREAM_RANDOM_MASK + ctx.stream_offset, self.salts[:n])
+        u = (bits >> 8).to(torch.float32) * _INV24
+        hide = (u < self.fraction[:, None]) & (flat < NUM_CELL_TYPES)
+        ctx.image = torch.where(hide, int(Cell.UNSEEN), flat).view_as(img)
+
+
+@register
+class SymbolNoise(GridComponent):
+    """Sensor noise: every step each visible cell of the view is replaced, with probability
+    ``prob``, by a uniformly random cell symbol (any of the level cell types). Unseen cells,
+    the agent's own mark and padding are kept."""
+
+    class Params(ComponentParams):
+        kind: Literal["symbol_noise"] = "symbol_noise"
+        prob: float = Field(
+            0.1, ge=0.0, le=0.5, description="Probability that a cell shows a random symbol."
+        )
+
+    factor = "observation"
+    name = "symbol_noise"
+    stage = "filter"
+    order = 30
+
+    def setup(self) -> None:
+        self.prob = torch.where(self.active, self.column("prob"), 0.0)  # (B,)
+        self.salts = _cell_salts(self.engine)
+
+    def apply(self, ctx) -> None:
+        img = ctx.image
+        flat = img.reshape(img.shape[0], -1)
+        salts = self.salts[: flat.shape[1]]
+        hit = _cell_bits(ctx.state, STREAM_NOISE_HIT + ctx.stream_offset, salts)
+        sym = _cell_bits(ctx.state, STREAM_NOISE_SYMBOL + ctx.stream_offset, salts)
+        u = (hit >> 8).to(torch.float32) * _INV24
+        replace = (u < self.prob[:, None]) & (flat < NUM_CELL_TYPES)
+        noise = ((sym >> 8) % NUM_CELL_TYPES).to(torch.uint8)
+        ctx.image = torch.where(replace, noise, flat).view_as(img)
+
+
+CELL_NAMES = tuple(Cell(c).name.lower() for c in range(NUM_CELL_TYPES))
+CellName = Literal[CELL_NAMES]  # type: ignore[valid-type]
+SymbolPair = Annotated[list[CellName], Field(min_length=2, max_length=2)]  # type: ignore[valid-type]
+
+
+@register
+class PermutedSymbols(GridComponent):
+    """Inverse semantics: the observation shows each listed cell as its partner and vice versa
+    (``[["lava", "goal"]]``: lava looks like the goal and the goal like lava). The world itself
+    is unchanged; only what the agent sees is swapped."""
+
+    class Params(ComponentParams):
+        kind: Literal["permuted_symbols"] = "permuted_symbols"
+        swaps: list[SymbolPair] = Field(  # type: ignore[valid-type]
+            default_factory=lambda: [["lava", "goal"]], min_length=1, max_length=8,
+            description="Pairs of lower-case cell names whose symbols are exchanged; a cell "
+            "appears in at most one pair.",
+        )
+
+        @model_validator(mode="after")
+        def _check_swaps(self):
+            seen: set[str] = set()
+            for a, b in self.swaps:
+                if a == b:
+                    raise ValueError(f"swap [{a!r}, {b!r}] names one cell twice; pair two cells")
+                for name in (a, b):
+                    if name in seen:
+                        raise ValueError(f"cell {name!r} is in two swaps; use each cell once")
+                    seen.add(name)
+            return self
+
+    factor = "observation"
+    name = "permuted_symbols"
+    stage = "filter"
+    order = 40
+
+    def setup(self) -> None:
+        lut = np.tile(np.arange(NUM_SYMBOLS, dtype=np.uint8), (len(self.params), 1))
+        for env, (p, active) in enumerate(zip(self.params, self.active.tolist(), strict=True)):
+            if not active:
+                continue
+            for a, b in p.swaps:
+                ia, ib = CELL_NAMES.index(a), CELL_NAMES.index(b)
+                lut[env, ia], lut[env, ib] = ib, ia
+        self.lut = torch.from_numpy(lut).to(self.device)  # (B, NUM_SYMBOLS) uint8
+        same = bool((lut == lut[:1]).all())
+        self.shared = self.lut[0] if same else None  # (NUM_SYMBOLS,) one table for all envs
+
+    def apply(self, ctx) -> None:
+        img = ctx.image
+        if self.shared is not None:
+            ctx.image = self.shared.index_select(0, img.reshape(-1).long()).view_as(img)
+        else:
+            flat = img.reshape(img.shape[0], -1).long()
+            ctx.image = self.lut.gather(1, flat).view_as(img)
+
+
+# ======================================================================== outputs
+@register
+class AgentFeatures(GridComponent):
+    """Adds ``features``, 8 floats about the agent: row / height, column / width, its direction
+    one-hot (east, south, west, north), whether it carries something (0/1), and t / max_steps."""
+
+    class Params(ComponentParams):
+        kind: Literal["agent_features"] = "agent_features"
+
+    factor = "observation"
+    name = "agent_features"
+    stage = "output"
+    order = 10
+
+    def setup(self) -> None:
+        eng = self.engine
+        self.inv_h = 1.0 / eng.height.to(torch.float32)
+        self.inv_w = 1.0 / eng.width.to(torch.float32)
+        self.inv_t = 1.0 / eng.max_steps.to(torch.float32)
+        self.eye = torch.eye(4, dtype=torch.float32, device=self.device)
+
+    def output_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
+        return {"features": ((8,), torch.float32, 0.0, 1.0)}
+
+    def apply(self, ctx) -> None:
+        s, W = ctx.state, self.engine.W
+        feats = torch.cat([
+            ((s.pos // W).to(torch.float32) * self.inv_h)[:, None],
+            ((s.pos % W).to(torch.float32) * self.inv_w)[:, None],
+            self.eye.index_select(0, s.dir),
+            (s.carrying > 0).to(torch.float32)[:, None],
+            (s.t.to(torch.float32) * self.inv_t)[:, None],
+        ], dim=1)  # (B, 8)
+        if not self.all_active:
+            feats = torch.where(self.active[:, None], feats, 0.0)
+        ctx.outputs["features"] = feats
+
+
+def image_to_text(image: np.ndarray) -> str:
+    """An (R, C) image of symbol codes as text: one character per cell (``symbols.CHARS``), rows
+    joined with newlines. For language agents and logs."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image_to_text takes one (rows, cols) image, got shape {image.shape}")
+    chars = np.array([CHARS[Cell(s)] for s in range(NUM_SYMBOLS)])
+    return "\n".join("".join(row) for row in chars[image.astype(np.int64)])
+
+
+@register
+class Text(GridComponent):
+    """Adds ``text``: the image as ASCII character codes (one per cell, the same characters as
+    ASCII levels: ``#`` wall, ``G`` goal, ``~`` lava, ``^>v<`` the agent, space unseen)."""
+
+    class Params(ComponentParams):
+        kind: Literal["text"] = "text"
+
+    factor = "observation"
+    name = "text"
+    stage = "output"
+    order = 20
+
+    def setup(self) -> None:
+        codes = [ord(CHARS[Cell(s)]) for s in range(NUM_SYMBOLS)]
+        self.lut = torch.tensor(codes, dtype=torch.uint8, device=self.device)  # (NUM_SYMBOLS,)
+
+    def output_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
+        return {"text": (self.engine.image_shape, torch.uint8, 0, 127)}
+
+    def apply(self, ctx) -> None:
+        img = ctx.image
+        text = self.lut.index_select(0, img.reshape(-1).long()).view_as(img)  # (B, R, C) uint8
+        if not self.all_active:
+            text = torch.where(self.active[:, None, None], text, 0)
+        ctx.outputs["text"] = text
+
+
+@register
+class Rgb(GridComponent):
+    """Adds ``rgb``: the image drawn as pixels, ``tile`` x ``tile`` per cell (uint8 H x W x 3,
+    the colours of the renderer). In a batch of worlds with different tiles the largest is used."""
+
+    class Params(ComponentParams):
+        kind: Literal["rgb"] = "rgb"
+        tile: int = Field(8, ge=2, le=16, description="Pixels per cell side.")
+
+    factor = "observation"
+    name = "rgb"
+    stage = "output"
+    order = 30
+
+    def setup(self) -> None:
+        self.tile = max(p.tile for p, a in zip(self.params, self.active.tolist(), strict=True)
+                        if a)
+        self.atlas = torch.from_numpy(tile_atlas(self.tile)).to(self.device)  # (S, t, t, 3)
+
+    def output_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
+        R, C = self.engine.image_shape
+        return {"rgb": ((R * self.tile, C * self.tile, 3), torch.uint8, 0, 255)}
+
+    def apply(self, ctx) -> None:
+        B, R, C = ctx.image.shape
+        t = self.tile
+        tiles = self.atlas.index_select(0, ctx.image.reshape(-1).long())
+        tiles = tiles.view(B, R, C, t, t, 3)
+        rgb = tiles.permute(0, 1, 3, 2, 4, 5).reshape(B, R * t, C * t, 3)
+        if not self.all_active:
+            rgb = torch.where(self.active[:, None, None, None], rgb, 0)
+        ctx.outputs["rgb"] = rgb
