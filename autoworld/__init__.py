@@ -6,4 +6,8 @@ Importing the package registers every catalogue world with Gymnasium
 
 from __future__ import annotations
 
+from autoworld.registration import register_envs as _register_envs
+
 __version__ = "0.1.0"
+
+_register_envs()

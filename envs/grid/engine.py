@@ -216,6 +216,7 @@ class GridEngine:
                           ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
         self._base_keys = keys.to(self.device)
         self.seed = seed
+        self.bank_view = self._precompute_bank_views()
         self.state = self.initial_state(self.bank_offset.clone(), keys=self._base_keys.clone())
         self._step_fn = self._step_impl
         if compile:
@@ -361,11 +362,17 @@ class GridEngine:
         terminated = ctx.terminated
         truncated = (s.t >= self.max_steps) & ~terminated
         done = terminated | truncated
-        final_obs = self.observe(s, STREAM_FINAL_OBS) if self.final_obs_enabled else None
+        view_final = self._view(s)  # (B, R, C) view of the state the step reached
+        final_state = s
         level = self.bank_offset + rng.randint(s.key, s.tick, STREAM_RESET, self.bank_count)
         s = s.merge(done, self._fresh_like(s, level))
         s.tick = s.tick + 1
-        obs = self.observe(s)
+        # The view of a freshly reset env is precomputed per level: one view per step, not two.
+        view = torch.where(done[:, None, None], self.bank_view.index_select(0, s.level),
+                           view_final)
+        obs = self._finish_obs(s, view, 0)
+        final_obs = (self._finish_obs(final_state, view_final, STREAM_FINAL_OBS)
+                     if self.final_obs_enabled else None)
         return s, obs, reward, terminated, truncated, final_obs
 
     _clone_on_step = False
@@ -397,14 +404,47 @@ class GridEngine:
 
     def observe(self, s: GridState, stream_offset: int = 0) -> dict[str, torch.Tensor]:
         """The observation dict of every env for state ``s``."""
-        out: dict[str, torch.Tensor] = {}
+        return self._finish_obs(s, self._view(s), stream_offset)
+
+    def _view(self, s: GridState) -> torch.Tensor:
+        """The view stage alone: (B, R, C) uint8 symbols (a function of grid, pos and dir)."""
+        ctx = ObsContext(self, s, 0)
+        for comp in self._stages.get("view", ()):
+            comp.apply(ctx)
+        return ctx.image
+
+    def _finish_obs(self, s: GridState, image: torch.Tensor,
+                    stream_offset: int) -> dict[str, torch.Tensor]:
+        """Filters and outputs on top of a view image."""
         ctx = ObsContext(self, s, stream_offset)
-        for stage in OBSERVATION_STAGES:
+        ctx.image = image
+        for stage in ("filter", "output"):
             for comp in self._stages.get(stage, ()):
                 comp.apply(ctx)
-        out["image"] = ctx.image
-        out.update(ctx.outputs)
-        return out
+        return {"image": ctx.image, **ctx.outputs}
+
+    def _precompute_bank_views(self) -> torch.Tensor:
+        """(Ltot, R, C) view of every bank level's start state, computed with the envs' own
+        parameters: env i covers levels of its world, spread over that world's envs."""
+        R, C = self.image_shape
+        views = torch.full((self.bank_grid.shape[0], R, C), int(Cell.PAD), dtype=torch.uint8,
+                           device=self.device)
+        ids = np.asarray(self.world_ids_list)
+        rank = np.zeros(len(ids), dtype=np.int64)
+        n_envs = np.bincount(ids, minlength=len(self.worlds))
+        for w in range(len(self.worlds)):
+            rank[ids == w] = np.arange(n_envs[w])
+        counts = np.array([len(b) for b in self.banks])
+        passes = int(max(np.ceil(counts[w] / n_envs[w]) for w in set(ids.tolist())))
+        rank_t = torch.from_numpy(rank).to(self.device)
+        n_t = torch.from_numpy(n_envs[ids]).to(self.device)
+        for p in range(passes):
+            local = rank_t + p * n_t
+            valid = local < self.bank_count
+            level = self.bank_offset + torch.minimum(local, self.bank_count - 1)
+            img = self._view(self.initial_state(level))
+            views[level[valid]] = img[valid]
+        return views
 
     # ==================================================================== introspection
     def stochastic_components(self) -> list[GridComponent]:

@@ -1,0 +1,130 @@
+"""Engine throughput: steps per second of the batched grid engine.
+
+Prints one JSON line per setting (machine-readable), e.g.::
+
+    python benchmarks/throughput.py --world DoorKey-8x8 --num-envs 1,64,4096 --device cpu --json
+    python benchmarks/throughput.py --mixed 12 --num-envs 4096          # 12 worlds in one batch
+    python benchmarks/throughput.py --world DoorKey-8x8 --policy        # a policy forward in the loop
+
+Modes: ``random`` (uniform random actions drawn on the device each step, engine only) and
+``policy`` (a small embedding+MLP policy samples the actions from the observation each step).
+Every step computes the true final observation of ended episodes, as the vector env does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from autoworld.envs.catalogue import list_worlds, load_world
+from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
+from autoworld.envs.grid.symbols import NUM_SYMBOLS
+
+
+class TinyPolicy(torch.nn.Module):
+    """Symbol embedding -> MLP -> action logits (the kind of policy a PPO agent would run)."""
+
+    def __init__(self, image_shape: tuple[int, int], hidden: int = 64) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(NUM_SYMBOLS, 8)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(8 * image_shape[0] * image_shape[1], hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, NUM_ACTIONS),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.embed(image.long()).flatten(1))
+
+
+def machine() -> dict:
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: str,
+        seed: int) -> dict:
+    dev = torch.device(device)
+    eng = GridEngine(worlds, num_envs=num_envs, device=dev, seed=seed, compile=compile_)
+    obs = eng.reset()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    policy = TinyPolicy(eng.image_shape).to(dev) if mode == "policy" else None
+
+    def one_step(obs):
+        with torch.no_grad():
+            if policy is None:
+                actions = torch.randint(0, NUM_ACTIONS, (num_envs,), device=dev, generator=gen)
+            else:
+                logits = policy(obs["image"])
+                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
+            return eng.step(actions)
+
+    warmup = max(3, min(20, steps // 10))
+    for _ in range(warmup):
+        obs, *_ = one_step(obs)
+    sync(dev)
+    done = torch.zeros((), dtype=torch.long, device=dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        obs, _, term, trunc, _ = one_step(obs)
+        done += (term | trunc).sum()
+    sync(dev)
+    elapsed = time.perf_counter() - t0
+    return {
+        "worlds": [w.name for w in eng.worlds],
+        "num_envs": num_envs,
+        "device": str(dev),
+        "mode": mode,
+        "compile": compile_,
+        "steps": steps,
+        "seconds": round(elapsed, 4),
+        "steps_per_s": round(num_envs * steps / elapsed, 1),
+        "episodes": int(done),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--world", default="DoorKey-8x8", help="catalogue name or spec path")
+    ap.add_argument("--mixed", type=int, default=0,
+                    help="instead of --world, mix this many catalogue worlds in one batch")
+    ap.add_argument("--num-envs", default="1,64,4096", help="comma-separated batch sizes")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (default: adaptive)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the step")
+    ap.add_argument("--policy", action="store_true", help="policy forward pass in the loop")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="JSON lines only (no header)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mixed:
+        names = list_worlds()[: args.mixed]
+        worlds = [load_world(n) for n in names]
+    else:
+        worlds = [load_world(args.world)]
+    if not args.json:
+        print(json.dumps({"machine": machine()}))
+    for n in (int(x) for x in args.num_envs.split(",")):
+        steps = args.steps or max(50, min(2000, 2_000_000 // n))
+        res = run(worlds, n, args.device, steps, args.compile,
+                  "policy" if args.policy else "random", args.seed)
+        res["machine"] = machine()
+        print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()

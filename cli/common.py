@@ -1,0 +1,132 @@
+"""What the CLI commands share: consoles, the error handler, world lookup and coloured ASCII."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from autoworld.errors import AutoworldError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit codes: 1 an invalid spec (validate), 2 bad input (unknown world, bad path, bad option).
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``message`` as one red line on stderr; return the Exit to raise."""
+    err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn autoworld's typed errors and bad paths into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AutoworldError as exc:
+            raise fail(str(exc)) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            name = exc.filename if exc.filename is not None else ""
+            raise fail(f"{name}: {exc.strerror or exc}; check the path") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(data: Any) -> None:
+    """Plain JSON on stdout (no colours, no wrapping), for pipes and scripts."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def load_world_arg(world: str):
+    """A catalogue world by name or a spec file by path; a missing file is a clear error."""
+    from autoworld.envs.catalogue import list_worlds, load_world
+    from autoworld.errors import CatalogueError
+
+    if world not in list_worlds():
+        p = Path(world)
+        if p.suffix in (".yaml", ".yml", ".json") and not p.is_file():
+            raise CatalogueError(f"no such spec file: {world}; give a catalogue name (see "
+                                 "`autoworld list`) or an existing .yaml/.json spec")
+    return load_world(world)
+
+
+def gym_id(name: str) -> str:
+    return f"autoworld/{name}-v0"
+
+
+def _char_styles() -> dict[str, str]:
+    from autoworld.envs.grid.symbols import CHARS, COLORS, Cell
+
+    styles: dict[str, str] = {}
+    for cell, ch in CHARS.items():
+        if ch.strip() and ch not in styles:
+            r, g, b = COLORS[cell]
+            styles[ch] = f"rgb({r},{g},{b})"
+    for ch in "^>v<":
+        styles[ch] = "bold red"
+    styles[CHARS[Cell.EMPTY]] = "grey35"
+    styles[CHARS[Cell.WALL]] = "grey62"
+    return styles
+
+
+def coloured_ascii(text: str) -> Text:
+    """Rich text of an ASCII level/frame, each symbol in its tile colour."""
+    styles = _char_styles()
+    out = Text()
+    for ch in text:
+        out.append(ch, style=styles.get(ch, ""))
+    return out
+
+
+def level_legend(text: str) -> str:
+    """A one-line legend of the symbols that occur in ``text``."""
+    from autoworld.envs.grid.symbols import CHARS
+
+    names = {}
+    for cell, ch in CHARS.items():
+        if ch.strip() and ch not in names:
+            names[ch] = cell.name.lower()
+    for ch, label in (("^", "agent"), (">", "agent"), ("v", "agent"), ("<", "agent")):
+        names[ch] = label
+    seen: list[str] = []
+    for ch in text:
+        if ch in names and ch not in seen:
+            seen.append(ch)
+    parts: dict[str, str] = {}
+    for ch in seen:
+        label = names[ch]
+        parts[label] = parts.get(label, "") + ch
+    return "  ".join(f"{chars} {label}" for label, chars in parts.items())
+
+
+def build_level_engine(spec, level, device: str = "cpu"):
+    """A one-env engine whose only level is ``level``, reset onto it."""
+    from autoworld.envs.grid.engine import GridEngine
+    from autoworld.envs.grid.level import LevelBank
+
+    engine = GridEngine(spec, num_envs=1, device=device, seed=0,
+                        banks=[LevelBank.from_levels([level])])
+    engine.reset(level_ids=[0])
+    return engine
+
+
+def check_split(split: str) -> str:
+    from autoworld.envs.grid.levels import SPLITS
+
+    if split not in SPLITS:
+        raise fail(f"--split: unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return split

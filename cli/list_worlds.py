@@ -1,0 +1,79 @@
+"""`autoworld list`: the catalogue worlds with their family, taxonomy, level counts and gym id."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from autoworld.cli.common import console, echo_json, fail, gym_id, handle_errors
+
+
+def level_counts(name: str) -> dict[str, int]:
+    """Levels per split that a catalogue world ships (stored bank, else the default sizes)."""
+    from autoworld.envs.catalogue import LEVELS_DIR
+    from autoworld.envs.grid.levels import DEFAULT_SIZES
+
+    counts = {split: DEFAULT_SIZES[split] for split in ("test", "validation")}
+    path = LEVELS_DIR / f"{name}.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        splits = data.get("splits", data) if isinstance(data, dict) else {}
+        for split in counts:
+            if isinstance(splits.get(split), list):
+                counts[split] = len(splits[split])
+    return counts
+
+
+def catalogue_rows() -> list[dict]:
+    """One row per catalogue world (what `autoworld list --json` prints)."""
+    from autoworld.envs.catalogue import list_worlds, load_world
+    from autoworld.taxonomy import tag_list
+
+    rows = []
+    for name in list_worlds():
+        spec = load_world(name)
+        counts = level_counts(name)
+        rows.append({
+            "name": name,
+            "family": spec.family,
+            "tags": tag_list(spec),
+            "levels": counts,
+            "gym_id": gym_id(name),
+            "description": spec.description,
+        })
+    return rows
+
+
+@handle_errors
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    tag: list[str] = typer.Option(
+        [], "--tag", "-t", help="Only worlds with this taxonomy tag (repeatable), e.g. partial."
+    ),
+) -> None:
+    """List the catalogue worlds: family, taxonomy tags, level counts and Gymnasium id."""
+    from autoworld.taxonomy import ALL_TAGS
+
+    for t in tag:
+        if t not in ALL_TAGS:
+            raise fail(f"--tag: unknown tag {t!r}; use one of {', '.join(ALL_TAGS)}")
+    rows = [r for r in catalogue_rows() if all(t in r["tags"] for t in tag)]
+    if as_json:
+        echo_json(rows)
+        return
+    families = sorted({r["family"] for r in rows})
+    table = Table(title=f"autoworld catalogue: {len(rows)} {'/'.join(families)} worlds")
+    table.add_column("name", no_wrap=True, style="bold")
+    if len(families) > 1:
+        table.add_column("family", no_wrap=True)
+    table.add_column("tags", min_width=13)
+    table.add_column("test/val", no_wrap=True, justify="right")
+    table.add_column("gym id", overflow="fold", min_width=16)
+    for r in rows:
+        cells = [r["name"]] + ([r["family"]] if len(families) > 1 else [])
+        cells += [" ".join(r["tags"]), f"{r['levels']['test']}/{r['levels']['validation']}",
+                  r["gym_id"]]
+        table.add_row(*cells)
+    console.print(table)

@@ -1,0 +1,216 @@
+"""Smoke tests of every `autoworld` command (typer's CliRunner) and of the console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import autoworld
+from autoworld.cli.app import app
+from autoworld.envs.catalogue import CATALOGUE_DIR, list_worlds, load_world
+from autoworld.envs.grid.components import REGISTRY
+
+runner = CliRunner()
+
+BAD_SPEC = """\
+name: Bad
+height: 6
+width: 6
+transition: [{kind: cardinal}]
+observation: [{kind: full_grid}]
+reward: [{kind: reach_goal, reward: -1}]
+"""
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def assert_clean_error(result, code: int, *needles: str) -> None:
+    """Exit ``code``, one red error line on stderr naming ``needles``, no traceback."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"autoworld {autoworld.__version__}"
+
+
+def test_list_table_json_and_tags():
+    result = invoke("list")
+    assert result.exit_code == 0 and "DoorKey-8x8" in result.stdout
+    rows = json.loads(invoke("list", "--json").stdout)
+    assert [r["name"] for r in rows] == list_worlds()
+    by_name = {r["name"]: r for r in rows}
+    dk = by_name["DoorKey-8x8"]
+    assert dk["gym_id"] == "autoworld/DoorKey-8x8-v0" and dk["family"] == "grid"
+    assert dk["tags"] == ["binary", "partial", "aligned", "deterministic"]
+    assert dk["levels"]["test"] >= 1 and dk["levels"]["validation"] >= 1
+    stochastic = json.loads(invoke("list", "--json", "--tag", "stochastic").stdout)
+    assert stochastic and all("stochastic" in r["tags"] for r in stochastic)
+    assert len(stochastic) < len(rows)
+    assert_clean_error(invoke("list", "--tag", "shiny"), 2, "--tag", "shiny")
+
+
+def test_show_ascii_and_png(tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "out" / "doorkey.png"
+    result = invoke("show", "DoorKey-8x8", "--level", "1", "--png", str(png))
+    assert result.exit_code == 0, result.output
+    rows = [ln for ln in result.stdout.splitlines() if ln.startswith("#")]
+    assert rows[0] == "#" * 8 and len(rows) >= 8
+    assert any(ch in result.stdout for ch in "^>v<")
+    spec = load_world("DoorKey-8x8")
+    assert Image.open(png).size == (spec.width * 16, spec.height * 16)
+
+
+def test_show_errors_are_one_red_line(tmp_path):
+    assert_clean_error(invoke("show", "NoSuchWorld"), 2, "NoSuchWorld")
+    assert_clean_error(invoke("show", str(tmp_path / "missing.yaml")), 2, "missing.yaml")
+    assert_clean_error(invoke("show", "Empty-6x6", "--split", "dev"), 2, "--split")
+    assert_clean_error(invoke("show", "Empty-6x6", "--level", "-1"), 2, "--level")
+
+
+@pytest.mark.parametrize("world", ["Empty-6x6", "DoorKey-8x8"])
+def test_play_with_piped_keys_follows_the_oracle_plan_to_the_goal(world):
+    from autoworld.cli.play import keymap_for
+    from autoworld.cli.show import get_level
+    from autoworld.envs.grid.oracle import solve
+
+    spec = load_world(world)
+    plan = solve(spec, get_level(spec, "test", 0)).plan
+    key_of = {action: key for key, (action, _) in keymap_for(spec).items()}
+    keys = "".join(f"{key_of[a]}\n" for a in plan) + "x\nq\n"
+    result = invoke("play", world, input=keys)
+    assert result.exit_code == 0, result.output
+    assert "episode done: terminated" in result.stdout
+    assert "unknown key 'x'" in result.stdout
+    assert "1 episode(s) finished" in result.stdout
+
+
+def test_validate_good_spec_json_and_table(tmp_path):
+    result = invoke("validate", "Empty-6x6", "--levels", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and [s["status"] for s in report["stages"]] == ["passed"] * 5
+    path = tmp_path / "empty.yaml"
+    path.write_text((CATALOGUE_DIR / "Empty-6x6.yaml").read_text(), encoding="utf-8")
+    result = invoke("validate", str(path), "--levels", "1", "--steps", "16")
+    assert result.exit_code == 0, result.output
+    assert "reliability" in result.stdout and "passed every stage" in result.stdout
+
+
+def test_validate_bad_spec_exits_1_naming_the_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_SPEC, encoding="utf-8")
+    result = invoke("validate", str(path))
+    assert_clean_error(result, 1, "reward[0]", "greater than 0")
+    assert "schema" in result.stdout and "skipped" in result.stdout
+    result = invoke("validate", str(path), "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert not report["ok"] and report["stages"][0]["status"] == "failed"
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    assert_clean_error(invoke("validate", str(path)), 1, "not valid YAML")
+    assert_clean_error(invoke("validate", str(tmp_path / "nope.yaml")), 2, "nope.yaml")
+
+
+def test_schema_stdout_and_file(tmp_path):
+    result = invoke("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert {"transition", "observation", "reward"} <= set(schema["properties"])
+    out = tmp_path / "schema.json"
+    assert invoke("schema", "--out", str(out)).exit_code == 0
+    assert json.loads(out.read_text()) == schema
+    assert_clean_error(invoke("schema", "--out", str(tmp_path)), 2)
+
+
+def test_components_table_json_and_factor():
+    result = invoke("components")
+    assert result.exit_code == 0 and "egocentric" in result.stdout
+    rows = json.loads(invoke("components", "--json").stdout)
+    assert {r["name"] for r in rows} == set(REGISTRY)
+    ego = next(r for r in rows if r["name"] == "egocentric")
+    size = next(p for p in ego["parameters"] if p["name"] == "size")
+    assert size["type"] == "integer" and size["default"] == 7
+    assert size["bounds"] == {"minimum": 3, "maximum": 11} and size["description"]
+    assert ego["factor"] == "observation" and ego["doc"]
+    rewards = json.loads(invoke("components", "--json", "--factor", "reward").stdout)
+    assert rewards and all(r["factor"] == "reward" for r in rewards)
+    assert_clean_error(invoke("components", "--factor", "colour"), 2, "--factor")
+
+
+def test_demo_tiny():
+    result = invoke("demo", "--world", "Empty-6x6", "--world", "DoorKey-8x8",
+                    "--num-envs", "4", "--steps", "5", "--levels", "2")
+    assert result.exit_code == 0, result.output
+    assert "Empty-6x6" in result.stdout and "DoorKey-8x8" in result.stdout
+    assert "20 env-steps" in result.stdout and "steps/s" in result.stdout
+    assert_clean_error(invoke("demo", "--world", "Nowhere"), 2, "Nowhere")
+    assert_clean_error(invoke("demo", "--world", "Empty-6x6", "--world", "DoorKey-8x8",
+                              "--num-envs", "1"), 2, "--num-envs")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_demo_without_cuda_is_a_clean_error():
+    assert_clean_error(invoke("demo", "--device", "cuda", "--steps", "1"), 2, "--device")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["bogus"], "bogus"),
+        (["validate", "Empty-6x6", "--levels", "0"], "--levels"),
+        (["show"], "world"),
+        (["list", "--colour"], "--colour"),
+    ],
+)
+def test_usage_errors_through_main_are_one_red_line(capsys, argv, needle):
+    from autoworld.cli.app import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
+
+
+def test_main_exit_codes(capsys):
+    from autoworld.cli.app import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and autoworld.__version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["show", "NoSuchWorld"])
+    assert exc.value.code == 2 and "NoSuchWorld" in capsys.readouterr().err
+
+
+def _console_script() -> str:
+    local = Path(sys.executable).with_name("autoworld")
+    found = str(local) if local.exists() else shutil.which("autoworld")
+    assert found, "the `autoworld` console script is not installed (pip install -e .)"
+    return found
+
+
+def test_installed_console_script_lists_the_catalogue():
+    proc = subprocess.run([_console_script(), "list", "--json"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)] == list_worlds()

@@ -1,0 +1,116 @@
+"""The staged validator: a good world passes every stage, bad ones fail at the right stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoworld.envs.grid import levels as level_gen
+from autoworld.envs.grid.level import Level
+from autoworld.validation import STAGES, ValidationReport, validate
+
+
+def _spec(**fields) -> dict:
+    data = {
+        "name": "Tiny",
+        "height": 6,
+        "width": 6,
+        "max_steps": 30,
+        "transition": [{"kind": "cardinal"}],
+        "observation": [{"kind": "full_grid"}],
+        "reward": [{"kind": "reach_goal", "time_decay": 0.5}],
+    }
+    data.update(fields)
+    return data
+
+
+@pytest.fixture(scope="module")
+def good_report() -> ValidationReport:
+    return validate("Empty-6x6", num_levels=2, smoke_steps=32, random_episodes=32)
+
+
+def test_catalogue_world_passes_every_stage(good_report):
+    assert good_report.ok and good_report.error == ""
+    assert [s.name for s in good_report.stages] == list(STAGES)
+    assert all(s.status == "passed" and s.passed for s in good_report.stages)
+    assert good_report.world == "Empty-6x6" and len(good_report.content_hash) == 16
+    assert len(good_report.levels) == 2
+    for lv in good_report.levels:
+        assert lv.exact and 0 < lv.optimal_return <= 1.0
+        assert lv.random_return is not None and lv.random_return < lv.optimal_return
+
+
+def test_report_json_round_trips(good_report):
+    assert ValidationReport.from_json(good_report.to_json()) == good_report
+    bad = validate(_spec(height=99))
+    assert ValidationReport.from_json(bad.to_json()) == bad
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"reward": [{"kind": "reach_goal", "reward": -1.0}]}, "reward[0]"),
+        ({"reward": [{"kind": "teleport_home"}]}, "reward[0]"),
+        ({"colour": "blue"}, "colour"),
+        ({"height": 99}, "height"),
+        ({"transition": [{"kind": "keys_doors"}]}, "transition"),
+    ],
+)
+def test_invalid_specs_fail_at_schema_naming_the_field(overrides, field):
+    report = validate(_spec(**overrides))
+    assert not report.ok
+    assert [s.status for s in report.stages] == ["failed"] + ["skipped"] * (len(STAGES) - 1)
+    assert report.failed_stage is not None and report.failed_stage.name == "schema"
+    assert field in report.failed_stage.message
+    assert report.error.startswith("schema: ")
+
+
+def test_missing_spec_file_fails_at_schema(tmp_path):
+    report = validate(tmp_path / "nope.yaml")
+    assert report.failed_stage.name == "schema"
+    assert "nope.yaml" in report.failed_stage.message
+
+
+def test_engine_error_fails_at_build():
+    report = validate(_spec(observation=[{"kind": "egocentric", "size": 4}]))
+    assert report.stages[0].passed
+    assert report.failed_stage.name == "build"
+    assert "egocentric.size" in report.failed_stage.message
+
+
+def _walled_goal(spec, seed: int) -> Level:
+    """A level whose goal sits behind a wall ring: never solvable."""
+    rows = ["######", "#....#", "#.####", "#.#G##", "#.####", "######"]
+    return Level.from_ascii(rows, (1, 1), 0, seed)
+
+
+def test_unsolvable_level_fails_at_levels(monkeypatch):
+    monkeypatch.setattr(level_gen, "draw_candidate", _walled_goal)
+    monkeypatch.setattr(level_gen, "MAX_TRIES", 2)
+    monkeypatch.setattr(level_gen, "_cache", {})
+    report = validate(_spec(name="Walled", max_steps=31), num_levels=2, smoke_steps=8)
+    statuses = {s.name: s.status for s in report.stages}
+    assert statuses == {"schema": "passed", "build": "passed", "smoke": "passed",
+                        "levels": "failed", "reliability": "skipped"}
+    message = report.failed_stage.message
+    assert "level 0" in message and "solvable" in message
+
+
+def test_reliability_fails_when_random_is_as_good_as_optimal():
+    report = validate("Empty-6x6", num_levels=1, smoke_steps=8, random_episodes=16, margin=5.0)
+    assert report.failed_stage.name == "reliability"
+    assert "level 0" in report.failed_stage.message
+    assert report.levels[0].random_return is not None
+
+
+def test_validate_accepts_a_spec_object_and_a_file(tmp_path):
+    from autoworld.spec import parse_spec, save_spec
+
+    spec = parse_spec(_spec(name="FromFile", max_steps=29))
+    path = tmp_path / "w.yaml"
+    save_spec(spec, path)
+    a = validate(spec, num_levels=1, smoke_steps=8, random_episodes=16)
+    b = validate(path, num_levels=1, smoke_steps=8, random_episodes=16)
+    assert a.ok and b.ok
+    assert a.content_hash == b.content_hash == spec.content_hash
+    assert np.isclose(a.levels[0].optimal_return, b.levels[0].optimal_return)
