@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from autoworld.envs.grid.components.registry import REGISTRY, components_of
 from autoworld.envs.grid.engine import GridEngine
 from autoworld.envs.grid.layouts_spec import LAYOUT_KINDS
-from autoworld.errors import SpecError
+from autoworld.envs.grid.layouts import draw_candidate
+from autoworld.envs.grid.level import LevelBank
+from autoworld.envs.grid.levels import bank
+from autoworld.errors import LevelError, SpecError
 from autoworld.spec import parse_spec, spec_from_yaml, spec_to_yaml
 
 MOVES = ("turn_forward", "cardinal")
@@ -59,9 +62,8 @@ def valid_specs(draw):
     size_w = draw(st.integers(7, 12))
     move = draw(st.sampled_from(MOVES))
     others = [c for c in components_of("transition") if c.name not in MOVES]
-    transition = [{"kind": move}] + [
-        _draw_params(draw, c) for c in others if draw(st.booleans())
-    ]
+    picked = draw(st.lists(st.sampled_from(others), max_size=10, unique=True))
+    transition = [{"kind": move}] + [_draw_params(draw, c) for c in picked]
     view = draw(st.sampled_from(VIEWS))
     obs_others = [c for c in components_of("observation") if c.name not in VIEWS]
     observation = [_draw_params(draw, REGISTRY[view])]
@@ -92,9 +94,14 @@ def test_random_valid_specs_build_and_run(data, seed):
     spec = parse_spec(data)
     assert spec_from_yaml(spec_to_yaml(spec)) == spec
     assert json.loads(spec.canonical_json())["name"] == "Prop"
-    from autoworld.envs.grid.levels import bank
-
-    eng = GridEngine(spec, num_envs=8, seed=seed, banks=[bank(spec, "train", size=4)])
+    # The engine must run on any level the layout draws, solvable or not; bank() itself either
+    # finds solvable levels or says why not with a typed error.
+    try:
+        levels = bank(spec, "train", size=4)
+    except LevelError as exc:
+        assert "level" in str(exc)
+        levels = LevelBank.from_levels([draw_candidate(spec, seed + i) for i in range(4)])
+    eng = GridEngine(spec, num_envs=8, seed=seed, banks=[levels])
     obs = eng.reset()
     shapes = eng.observation_spec()
     g = torch.Generator().manual_seed(seed)

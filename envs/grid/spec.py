@@ -43,16 +43,16 @@ class GridWorldSpec(BaseModel):
     layout: Layout = Field(default_factory=OpenRoomLayout, description="Layout generator.")
     objects: Objects = Field(default_factory=Objects, description="Objects placed on the floor.")
     transition: list[TransitionComponent] = Field(  # type: ignore[valid-type]
-        ..., min_length=1, max_length=8,
+        ..., min_length=1, max_length=12,
         description="Transition components; exactly one movement scheme (turn_forward or "
         "cardinal).",
     )
     observation: list[ObservationComponent] = Field(  # type: ignore[valid-type]
-        ..., min_length=1, max_length=8,
+        ..., min_length=1, max_length=12,
         description="Observation components; exactly one view (full_grid or egocentric).",
     )
     reward: list[RewardComponent] = Field(  # type: ignore[valid-type]
-        ..., min_length=1, max_length=8, description="Reward (and termination) components."
+        ..., min_length=1, max_length=12, description="Reward (and termination) components."
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,498 @@
+"""The exact oracle of a grid level: optimal return by value iteration over the true state space.
+
+``solve`` enumerates every state reachable from the level's start state with the batched engine
+itself (``GridEngine.transition``), so the oracle can never disagree with the dynamics it scores:
+the frontier is expanded in chunks of ``CHUNK_ROWS`` rows, one row per (state, action, joint
+outcome of the stochastic components), and the next states are deduplicated by a byte key of
+(grid, position, direction, carrying, component extras); the time step, random counters and
+level index are not part of a state. Finite-horizon value iteration then runs backwards over
+t = max_steps .. 1, vectorized over (states, actions, outcomes), with the reward of step t equal
+to ``fixed + timed * (1 - time_decay * t / max_steps)`` computed in float32 exactly as the engine
+does, no continuation after a terminating transition and truncation after ``max_steps``.
+
+State cap: when more than ``state_cap`` states (default ``STATE_CAP`` = 200,000) are reachable,
+``solve`` stops and returns a certified upper bound with ``exact=False`` instead: the sum over the
+world's reward components of the most each can pay on this level. reach_goal: its reward,
+decayed for the fewest steps that can reach a goal (Manhattan distance, halved with wind, 1 with
+ice or teleporters); inverted_goal: likewise for lava; collect_items: coins x reward;
+ordered_subgoals: checkpoints x reward; box_on_target: boxes that can still land on a target x
+reward; coverage: min(max_steps, open cells - 1) x reward; distance_shaping: scale x the start's
+potential gap (the shaping telescopes); hazard and step_penalty: 0. A reward kind without a
+known bound falls back to max_steps x the sum of its positive numeric parameters, with a logged
+warning.
+
+Assumptions (true of every registered component): transitions and rewards depend on the state
+and the action only, not on the time step; stochastic components expose their discrete outcomes
+through ``num_outcomes`` / ``outcome_probs`` and outcomes of different components are independent.
+
+``random_return`` measures the uniform-random policy by batched rollouts and
+``normalized_scores`` turns a return into the two leaderboard scores.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoworld.envs.grid.components.registry import REGISTRY
+from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine, GridState
+from autoworld.envs.grid.level import Level, LevelBank
+from autoworld.envs.grid.symbols import Cell
+
+log = logging.getLogger(__name__)
+
+STATE_CAP = 200_000
+CHUNK_ROWS = 8192  # (state, action, outcome) rows per engine call
+SMALL_ROWS = 512  # rows of the engine used while the frontier is small
+PLAN_BUDGET = 64_000_000  # max bytes of the per-step policy table kept to read a plan back
+EPS = 1e-9
+
+
+class OracleResult(BaseModel):
+    """What the oracle knows about one level."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    optimal_return: float = Field(..., description="Optimal expected return (an upper bound "
+                                  "when exact is false).")
+    exact: bool = Field(..., description="True: exact value iteration; false: certified upper "
+                        "bound because the state space exceeded the cap.")
+    num_states: int = Field(..., ge=0, description="Reachable states enumerated (at the cap "
+                            "when exact is false).")
+    plan: list[int] | None = Field(None, description="An optimal action sequence from the start "
+                                   "state (deterministic worlds only).")
+    positive_reachable: bool = Field(False, description="Some reachable transition pays a "
+                                     "positive reward (exact results only).")
+    stochastic: bool = Field(False, description="The world has random transition outcomes.")
+    horizon: int = Field(..., ge=1, description="max_steps of the world.")
+    seconds: float = Field(0.0, ge=0.0, description="Wall time of the solve.")
+
+
+# ====================================================================== exact solve
+def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch.device = "cpu",
+          plan: bool = True) -> OracleResult:
+    """Optimal return of ``level`` in world ``spec`` (see the module docstring).
+
+    Args:
+        spec: the world (a ``GridWorldSpec``).
+        level: the start state.
+        state_cap: most states enumerated before falling back to a certified upper bound.
+        device: torch device of the enumeration engine.
+        plan: read an optimal action sequence back (deterministic worlds, if the policy table
+            fits ``PLAN_BUDGET`` bytes).
+
+    Example:
+        >>> from autoworld.envs.catalogue import load_world
+        >>> from autoworld.envs.grid.levels import bank
+        >>> spec = load_world("DoorKey-8x8")
+        >>> res = solve(spec, bank(spec, "test").level(0))
+        >>> res.exact, 0.0 < res.optimal_return <= 1.0
+        (True, True)
+    """
+    start = time.perf_counter()
+    T = spec.max_steps
+    kinds = {c.kind for factor in (spec.transition, spec.observation, spec.reward)
+             for c in factor}
+    comps = [cls for name, cls in REGISTRY.items() if name in kinds and cls.num_outcomes > 0]
+    # joint outcome j -> per-component outcome digits (the last component varies fastest)
+    sizes = [c.num_outcomes for c in comps]
+    joint = np.arange(math.prod(sizes))
+    digits, div = {}, 1
+    for comp, n in zip(reversed(comps), reversed(sizes), strict=True):
+        digits[comp.name] = (joint // div) % n
+        div *= n
+    bank = LevelBank.from_levels([level])
+    probe = GridEngine(spec, num_envs=1, device=device, banks=[bank], final_obs=False)
+    probs = np.ones(len(joint), dtype=np.float64)
+    for comp in comps:
+        p = probe.components[comp.name].outcome_probs()[0].double().cpu().numpy()
+        p = p / p.sum()  # float32 probabilities may sum to 1 +- 1e-8; keep expectations exact
+        probs = probs * p[digits[comp.name]]
+    keep = probs > 0  # outcomes that cannot happen are not enumerated
+    probs = probs[keep]
+    digits = {name: d[keep] for name, d in digits.items()}
+    K = len(probs)
+    engines: dict[int, tuple[GridEngine, torch.Tensor, dict[str, torch.Tensor]]] = {}
+
+    def batch_engine(states: int):
+        """An engine that steps ``states`` states x actions x outcomes at once (cached)."""
+        if states not in engines:
+            R = states * NUM_ACTIONS * K
+            eng = GridEngine(spec, num_envs=R, device=device, banks=[bank], final_obs=False)
+            row = torch.arange(R, device=eng.device)
+            actions = (row // K) % NUM_ACTIONS  # (R,)
+            outcomes = {name: torch.from_numpy(d).to(eng.device)[row % K]
+                        for name, d in digits.items()}
+            engines[states] = (eng, actions, outcomes)
+        return engines[states]
+
+    graph = _enumerate(batch_engine, NUM_ACTIONS * K, state_cap, T)
+    stochastic = K > 1
+    if graph is None:
+        return _bound_result(spec, level, state_cap, stochastic, T, start)
+    nxt, fixed, timed = graph
+    N = nxt.shape[0]
+    keep_plan = plan and not stochastic and T * N <= PLAN_BUDGET
+    decay = np.float32(probe.time_decay[0].item())
+    value, policy = _value_iteration(nxt, fixed, timed, probs, decay, T, keep_plan)
+    top = np.float32(1.0) - decay / np.float32(T)  # the largest timed factor (step 1)
+    positive = bool(((fixed + np.maximum(timed, 0) * top) > 0).any())
+    return OracleResult(
+        optimal_return=value, exact=True, num_states=N,
+        plan=_read_plan(policy, nxt) if policy is not None else None,
+        positive_reachable=positive, stochastic=stochastic, horizon=T,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, state_cap: int,
+               T: int):
+    """Breadth-first enumeration of the reachable states with the engine.
+
+    ``batch_engine(n)`` gives an engine that steps n states at once with its action and outcome
+    rows; small frontiers use a small engine (cheap to build), large ones a ``CHUNK_ROWS`` one.
+    Returns ``(next, fixed, timed)``: next (N, A, K) int64 state ids (-1: the transition
+    terminates), the fixed and timed rewards (N, A, K) float32 of every transition; state 0 is
+    the start. States first reached at step ``T`` are never acted from (their rows are -1/0).
+    None when more than ``state_cap`` states are reachable.
+    """
+    A = NUM_ACTIONS
+    K = rows_per_state // A
+    small = max(1, SMALL_ROWS // rows_per_state)
+    big = max(small, CHUNK_ROWS // rows_per_state)
+    eng = batch_engine(small)[0]
+    start = {k: v[:1].clone() for k, v in _state_fields(eng.state).items()}
+    index: dict[bytes, int] = {_as_bytes(_key_matrix(start))[0]: 0}
+    depth = [0]  # BFS depth per state id; ids are handed out in BFS order
+    pending: deque[dict[str, torch.Tensor]] = deque([start])  # unexpanded states, in id order
+    nxt_parts, fixed_parts, timed_parts = [], [], []
+    expanded = 0
+    while pending:
+        limit = bisect.bisect_left(depth, T)  # states with id < limit are reached before T
+        if expanded >= limit:
+            break
+        per_batch = big if limit - expanded > small else small
+        eng, actions, outcomes = batch_engine(per_batch)
+        base = eng.state
+        R = eng.num_envs
+        part = _take(pending, min(per_batch, limit - expanded))
+        n = _rows(part)
+        s = _expand(base, part, rows_per_state, R)
+        ctx = eng.transition(s, actions, outcomes or None)
+        m = n * rows_per_state
+        live = np.flatnonzero(~ctx.terminated[:m].cpu().numpy())  # rows that continue
+        after = {k: v[:m] for k, v in _state_fields(s).items()}
+        mat = _key_matrix(after)[live]
+        first, group = _group_rows(mat)  # distinct next states, in order of first occurrence
+        before = len(index)
+        get = index.setdefault
+        ids = np.fromiter((get(key, len(index)) for key in _as_bytes(mat[first])),
+                          dtype=np.int64, count=len(first))
+        if len(index) > state_cap:
+            return None
+        nxt = np.full(m, -1, dtype=np.int64)
+        nxt[live] = ids[group]
+        new = ids >= before  # new ids come in increasing order of their first row
+        if new.any():
+            rows = live[first[new]]
+            pending.append({k: v.index_select(0, torch.from_numpy(rows).to(eng.device))
+                            for k, v in after.items()})
+            parent_depth = np.asarray(depth[expanded:expanded + n])[rows // rows_per_state]
+            depth.extend((parent_depth + 1).tolist())
+        nxt_parts.append(nxt.reshape(n, A, K))
+        fixed_parts.append(ctx.reward_fixed[:m].view(n, A, K).cpu().numpy())
+        timed_parts.append(ctx.reward_timed[:m].view(n, A, K).cpu().numpy())
+        expanded += n
+    pad = len(index) - expanded
+    if pad:
+        nxt_parts.append(np.full((pad, A, K), -1, dtype=np.int64))
+        fixed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
+        timed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
+    return np.concatenate(nxt_parts), np.concatenate(fixed_parts), np.concatenate(timed_parts)
+
+
+def _take(pending: deque, n: int) -> dict[str, torch.Tensor]:
+    """Pop the first ``n`` rows off a deque of state blocks."""
+    taken = []
+    while n > 0:
+        block = pending[0]
+        k = _rows(block)
+        if k <= n:
+            taken.append(pending.popleft())
+            n -= k
+        else:
+            taken.append({f: v[:n] for f, v in block.items()})
+            pending[0] = {f: v[n:] for f, v in block.items()}
+            n = 0
+    if len(taken) == 1:
+        return taken[0]
+    return {f: torch.cat([b[f] for b in taken]) for f in taken[0]}
+
+
+def _state_fields(s: GridState) -> dict[str, torch.Tensor]:
+    """The tensors that make up a state's identity (t, tick, key and level excluded)."""
+    out = {"grid": s.grid, "pos": s.pos, "dir": s.dir, "carrying": s.carrying}
+    out.update({f"x.{k}": s.extras[k] for k in sorted(s.extras)})
+    return out
+
+
+def _rows(fields: dict[str, torch.Tensor]) -> int:
+    return int(fields["pos"].shape[0])
+
+
+def _key_matrix(fields: dict[str, torch.Tensor]) -> np.ndarray:
+    """(n, bytes) uint8: per row, the concatenated bytes of every state tensor."""
+    n = _rows(fields)
+    parts = []
+    for v in fields.values():
+        a = v.reshape(n, -1).cpu().numpy()
+        if a.dtype == np.bool_:
+            a = a.astype(np.uint8)
+        parts.append(np.ascontiguousarray(a).view(np.uint8).reshape(n, -1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+def _as_bytes(mat: np.ndarray) -> list[bytes]:
+    mat = np.ascontiguousarray(mat)
+    return mat.view(np.dtype((np.void, mat.shape[1]))).ravel().tolist()
+
+
+def _group_rows(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group identical rows of ``mat`` (n, b) uint8.
+
+    Returns ``(first, group)``: the row of each distinct value in order of first occurrence
+    (U,), and each row's group (n,). Rows are grouped by a vectorized 64-bit hash, verified
+    byte for byte (a collision falls back to grouping by the bytes themselves).
+    """
+    n, width = mat.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    padded = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
+    padded[:, :width] = mat
+    words = padded.view(np.uint64)  # (n, W)
+    h = np.full(n, 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for j in range(words.shape[1]):  # splitmix-style mixing, wrapping uint64 arithmetic
+        h ^= words[:, j]
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    if not np.array_equal(mat, mat[first[inv]]):
+        void = mat.view(np.dtype((np.void, width))).ravel()
+        _, first, inv = np.unique(void, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inv.reshape(-1)]
+
+
+def _expand(base: GridState, part: dict[str, torch.Tensor], repeat: int, R: int) -> GridState:
+    """A batch of R rows: each state of ``part`` repeated ``repeat`` times, padded with the
+    last one."""
+    n = _rows(part)
+    dev = part["pos"].device
+    rows = (torch.arange(R, device=dev) // repeat).clamp(max=n - 1)
+
+    def tile(v: torch.Tensor) -> torch.Tensor:
+        return v.index_select(0, rows)  # a fresh tensor: the engine writes into it
+
+    extras = {k[2:]: tile(v) for k, v in part.items() if k.startswith("x.")}
+    return GridState(
+        grid=tile(part["grid"]), pos=tile(part["pos"]), dir=tile(part["dir"]),
+        carrying=tile(part["carrying"]), t=torch.zeros_like(base.t),
+        tick=torch.zeros_like(base.tick), key=base.key.clone(), level=base.level.clone(),
+        extras=extras,
+    )
+
+
+def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, probs: np.ndarray,
+                     decay: np.float32, T: int,
+                     keep_plan: bool) -> tuple[float, np.ndarray | None]:
+    """Backward induction over t = T..1; returns V_0(start) and, if asked, the (T, N) uint8
+    greedy policy. Runs in numpy: at these sizes it beats torch's CPU kernels, and the result
+    does not depend on the device the states were enumerated on."""
+    N, A, K = nxt.shape
+    idx = np.where(nxt < 0, N, nxt)  # entry N of the value vector is the terminal 0
+    base = fixed.astype(np.float64)
+    if K == 1:  # deterministic: drop the outcome axis
+        idx, base = idx[..., 0], base[..., 0]
+    # timed rewards are sparse (goal-like events): only those entries change with t
+    spots = np.flatnonzero(timed.reshape(N * A, K if K > 1 else 1) != 0)
+    spot_fixed, spot_timed = fixed.reshape(-1)[spots], timed.reshape(-1)[spots]
+    value = np.zeros(N + 1, dtype=np.float64)
+    policy = np.empty((T, N), dtype=np.uint8) if keep_plan else None
+    horizon = np.float32(T)
+    for t in range(T, 0, -1):
+        cont = value[idx]  # (N, A[, K]) continuation values
+        q = cont + base
+        if len(spots):  # the engine's float32 arithmetic, term by term
+            factor = np.float32(1.0) - decay * np.float32(t) / horizon
+            reward = (spot_fixed + spot_timed * factor).astype(np.float64)
+            q.reshape(-1)[spots] = cont.reshape(-1)[spots] + reward
+        if K > 1:  # expectation summed in a fixed order: bitwise reproducible on any machine
+            mean = q[..., 0] * probs[0]
+            for k in range(1, K):
+                mean += q[..., k] * probs[k]
+            q = mean
+        value[:N] = q.max(-1)
+        if policy is not None:
+            policy[t - 1] = q.argmax(-1)
+    return float(value[0]), policy
+
+
+def _read_plan(policy: np.ndarray, nxt: np.ndarray) -> list[int]:
+    """Follow the greedy policy from the start state until termination or truncation."""
+    s, out = 0, []
+    for t in range(policy.shape[0]):
+        a = int(policy[t, s])
+        out.append(a)
+        s = int(nxt[s, a, 0])
+        if s < 0:
+            break
+    return out
+
+
+# ====================================================================== upper bound
+def _bound_result(spec, level: Level, cap: int, stochastic: bool, T: int,
+                  start: float) -> OracleResult:
+    bound = return_upper_bound(spec, level)
+    log.info("%s: more than %d reachable states; using the upper bound %.4f", spec.name, cap,
+             bound)
+    return OracleResult(optimal_return=bound, exact=False, num_states=cap, plan=None,
+                        stochastic=stochastic, horizon=T, seconds=time.perf_counter() - start)
+
+
+def _count(grid: np.ndarray, *codes: Cell) -> int:
+    return int(np.isin(grid, [int(c) for c in codes]).sum())
+
+
+def _open_cells(spec, level: Level) -> int:
+    from autoworld.envs.grid.layouts import reachable
+
+    open_ = level.grid != Cell.WALL
+    wrap = spec.component("wrap_edges") is not None
+    return int(reachable(open_, level.agent_pos, wrap).sum())
+
+
+def _shaping_gap(spec, level: Level, scale: float) -> float:
+    goals = np.argwhere(level.grid == Cell.GOAL)
+    if len(goals) == 0:
+        return 0.0
+    r, c = level.agent_pos
+    dist = int(np.min(np.abs(goals[:, 0] - r) + np.abs(goals[:, 1] - c)))
+    return scale * dist / (spec.height + spec.width)
+
+
+def _boxes_gain(level: Level) -> int:
+    boxes = _count(level.grid, Cell.BOX, Cell.BOX_ON_TARGET)
+    targets = _count(level.grid, Cell.TARGET, Cell.BOX_ON_TARGET)
+    return max(0, min(boxes, targets) - _count(level.grid, Cell.BOX_ON_TARGET))
+
+
+def _min_steps(spec, level: Level, code: Cell) -> int | None:
+    """A lower bound on the steps from the start to a ``code`` cell (None: there is none)."""
+    cells = np.argwhere(level.grid == code)
+    if len(cells) == 0:
+        return None
+    if spec.component("teleporters") is not None or spec.component("ice_sliding") is not None:
+        return 1  # one step may cover any distance
+    dr = np.abs(cells[:, 0] - level.agent_pos[0])
+    dc = np.abs(cells[:, 1] - level.agent_pos[1])
+    if spec.component("wrap_edges") is not None:
+        dr, dc = np.minimum(dr, spec.height - dr), np.minimum(dc, spec.width - dc)
+    d = int((dr + dc).min())
+    if spec.component("wind") is not None:
+        d = (d + 1) // 2  # the wind may add one cell per step
+    return max(1, d)
+
+
+def _timed_bound(spec, level: Level, code: Cell, reward: float, decay: float) -> float:
+    """Most a terminal ``reward * (1 - decay * t / max_steps)`` on a ``code`` cell can pay: at
+    the earliest step, in the engine's float32 arithmetic."""
+    t = _min_steps(spec, level, code)
+    if t is None or t > spec.max_steps:
+        return 0.0
+    f32 = np.float32
+    factor = f32(1.0) - f32(decay) * f32(t) / f32(spec.max_steps)
+    return float(f32(reward) * factor)
+
+
+_BOUNDS: dict[str, Callable[[object, Level, object], float]] = {
+    "reach_goal": lambda s, lv, p: _timed_bound(s, lv, Cell.GOAL, p.reward, p.time_decay),
+    "inverted_goal": lambda s, lv, p: _timed_bound(s, lv, Cell.LAVA, p.reward, p.time_decay),
+    "collect_items": lambda s, lv, p: p.reward * _count(lv.grid, Cell.COIN),
+    "ordered_subgoals": lambda s, lv, p: p.reward * _count(
+        lv.grid, Cell.CHECKPOINT_1, Cell.CHECKPOINT_2, Cell.CHECKPOINT_3),
+    "box_on_target": lambda s, lv, p: p.reward * _boxes_gain(lv),
+    "coverage": lambda s, lv, p: p.reward * min(s.max_steps, _open_cells(s, lv) - 1),
+    "distance_shaping": lambda s, lv, p: _shaping_gap(s, lv, p.scale),
+    "hazard": lambda s, lv, p: 0.0,
+    "step_penalty": lambda s, lv, p: 0.0,
+}
+
+
+def return_upper_bound(spec, level: Level) -> float:
+    """A certified upper bound on the return of any policy on ``level`` (see the module
+    docstring): the sum over reward components of the most each can pay."""
+    total = 0.0
+    for comp in spec.reward:
+        fn = _BOUNDS.get(comp.kind)
+        if fn is None:
+            numeric = [v for k, v in comp.model_dump().items()
+                       if isinstance(v, int | float) and not isinstance(v, bool)
+                       and "decay" not in k and v > 0]
+            log.warning("no return bound known for reward %r; using max_steps x its positive "
+                        "parameters", comp.kind)
+            total += spec.max_steps * float(sum(numeric))
+        else:
+            total += float(fn(spec, level, comp))
+    return total
+
+
+# ====================================================================== random policy
+def random_return(spec, level: Level, episodes: int = 256, seed: int = 0,
+                  device: str | torch.device = "cpu") -> float:
+    """Mean return of the uniform-random policy on ``level`` over ``episodes`` batched episodes
+    (each env's rewards are summed until its first episode ends). Deterministic for a seed."""
+    eng = GridEngine(spec, num_envs=episodes, device=device, seed=seed,
+                     banks=[LevelBank.from_levels([level])], final_obs=False)
+    eng.reset(level_ids=torch.zeros(episodes, dtype=torch.long))
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(episodes, dtype=torch.float64, device=eng.device)
+    alive = torch.ones(episodes, dtype=torch.bool, device=eng.device)
+    for _ in range(spec.max_steps):
+        a = torch.randint(0, NUM_ACTIONS, (episodes,), generator=gen).to(eng.device)
+        _, reward, terminated, truncated, _ = eng.step(a)
+        total += torch.where(alive, reward.double(), 0.0)
+        alive &= ~(terminated | truncated)
+        if not bool(alive.any()):
+            break
+    return math.fsum(total.cpu().tolist()) / episodes  # exact sum: independent of threads
+
+
+# ====================================================================== scores
+def normalized_scores(R, R_opt, R_random):
+    """The two leaderboard scores of a return ``R``: ``(R / R_opt, (R - R_random) / (R_opt -
+    R_random))``. Scalars give floats; arrays (numpy or anything array-like) give arrays.
+
+    Zero denominators: where ``R_opt <= 1e-9`` (nothing positive is attainable) the first score
+    is 1.0 if ``R >= R_opt`` (the optimum is matched) and 0.0 otherwise; where ``R_opt - R_random
+    <= 1e-9`` (the random policy is already optimal) the second score is likewise 1.0 if ``R >=
+    R_opt`` and 0.0 otherwise. Both comparisons allow a 1e-9 tolerance.
+    """
+    r, opt, rnd = (np.asarray(x, dtype=np.float64) for x in (R, R_opt, R_random))
+    matched = np.where(r >= opt - EPS, 1.0, 0.0)
+    gap = opt - rnd
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(opt > EPS, r / np.where(opt > EPS, opt, 1.0), matched)
+        gain = np.where(gap > EPS, (r - rnd) / np.where(gap > EPS, gap, 1.0), matched)
+    if ratio.ndim == 0:
+        return float(ratio), float(gain)
+    return ratio, gain

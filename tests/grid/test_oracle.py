@@ -1,0 +1,143 @@
+"""The exact oracle: optimal returns known by hand, plan replay, the upper bound, random returns
+and normalized scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autoworld.envs.catalogue import load_world
+from autoworld.envs.grid.components.registry import REGISTRY
+from autoworld.envs.grid.engine import GridEngine
+from autoworld.envs.grid.level import Level, LevelBank
+from autoworld.envs.grid.levels import generate_level
+from autoworld.envs.grid.oracle import normalized_scores, random_return, solve
+from tests.conftest import make_spec
+
+CORRIDOR = ["#######", "#######", "#....G#", "#######", "#######"]  # goal 4 steps east of (2, 1)
+KEY_DOOR = ["#####", "#k..#", "##D##", "#..G#", "#####"]
+COINS = ["#######", "#######", "#$...$#", "#######", "#######"]
+
+
+def replay(spec, level: Level, plan: list[int]) -> float:
+    """Return of executing ``plan`` from the level's start in a fresh engine (first episode)."""
+    eng = GridEngine(spec, num_envs=1, banks=[LevelBank.from_levels([level])], final_obs=False)
+    eng.reset()
+    total = 0.0
+    for a in plan:
+        _, r, term, trunc, _ = eng.step(torch.tensor([a]))
+        total += float(r[0])
+        if bool(term[0] | trunc[0]):
+            break
+    return total
+
+
+def test_corridor_under_cardinal_moves():
+    spec = make_spec(width=7, max_steps=20, reward=[{"kind": "reach_goal", "time_decay": 0.9}])
+    level = Level.from_ascii(CORRIDOR, (2, 1), 0)
+    res = solve(spec, level)
+    assert res.exact and not res.stochastic
+    assert res.optimal_return == pytest.approx(1 - 0.9 * 4 / 20, abs=1e-6)
+    assert res.plan == [0, 0, 0, 0]
+    # 4 floor cells x 4 facings, less facing west next to the goal (pressing west moves away)
+    assert res.num_states == 15
+    assert replay(spec, level, res.plan) == pytest.approx(res.optimal_return, abs=1e-6)
+
+
+def test_truncation_when_the_goal_is_beyond_the_horizon():
+    spec = make_spec(width=7, max_steps=3, reward=[{"kind": "reach_goal", "time_decay": 0.9}])
+    res = solve(spec, Level.from_ascii(CORRIDOR, (2, 1), 0))
+    assert res.exact and res.optimal_return == 0.0 and not res.positive_reachable
+
+
+def test_turn_forward_counts_turns():
+    spec = make_spec(width=7, max_steps=20, transition=[{"kind": "turn_forward"}],
+                     reward=[{"kind": "reach_goal", "time_decay": 0.9}])
+    level = Level.from_ascii(CORRIDOR, (2, 1), 2)  # facing west: two turns, then four steps
+    res = solve(spec, level)
+    assert res.optimal_return == pytest.approx(1 - 0.9 * 6 / 20, abs=1e-6)
+    assert len(res.plan) == 6
+    assert replay(spec, level, res.plan) == pytest.approx(res.optimal_return, abs=1e-6)
+
+
+def test_key_and_door():
+    spec = make_spec(transition=[{"kind": "turn_forward"}, {"kind": "keys_doors"}],
+                     reward=[{"kind": "reach_goal", "time_decay": 0.9}])
+    level = Level.from_ascii(KEY_DOOR, (1, 2), 2)  # key in front
+    res = solve(spec, level)
+    # pick up, turn south, unlock, forward x2, turn east, forward = 7 steps
+    assert res.optimal_return == pytest.approx(1 - 0.9 * 7 / 50, abs=1e-6)
+    assert replay(spec, level, res.plan) == pytest.approx(res.optimal_return, abs=1e-6)
+
+
+def test_coins_with_step_penalty():
+    spec = make_spec(width=7, max_steps=30, reward=[
+        {"kind": "collect_items", "reward": 1.0, "terminate_when_all": True},
+        {"kind": "step_penalty", "cost": 0.01},
+    ])
+    level = Level.from_ascii(COINS, (2, 3), 0)
+    res = solve(spec, level)
+    assert res.optimal_return == pytest.approx(2.0 - 0.01 * 6, abs=1e-6)  # west 2, east 4
+    assert replay(spec, level, res.plan) == pytest.approx(res.optimal_return, abs=1e-6)
+
+
+def test_slippery_world_is_solved_in_expectation():
+    if "slippery" not in REGISTRY:
+        pytest.skip("the 'slippery' component is not registered")
+    p, T, decay = 0.5, 4, 0.9
+    spec = make_spec(max_steps=T, transition=[{"kind": "cardinal"},
+                                              {"kind": "slippery", "prob": p}],
+                     reward=[{"kind": "reach_goal", "time_decay": decay}])
+    rows = ["#####", "#####", "#.G##", "#####", "#####"]  # every other action is a no-op
+    res = solve(spec, Level.from_ascii(rows, (2, 1), 0))
+    q = (1 - p) + p / 7  # east is kept or re-drawn as east
+    expected = sum((1 - q) ** (t - 1) * q * (1 - decay * t / T) for t in range(1, T + 1))
+    assert res.exact and res.stochastic and res.plan is None
+    assert res.optimal_return == pytest.approx(expected, abs=1e-6)
+
+
+def test_upper_bound_is_flagged_above_the_cap():
+    spec = make_spec(width=7, max_steps=30, reward=[
+        {"kind": "collect_items", "reward": 1.0, "terminate_when_all": True},
+        {"kind": "step_penalty", "cost": 0.01},
+    ])
+    level = Level.from_ascii(COINS, (2, 3), 0)
+    exact = solve(spec, level)
+    bound = solve(spec, level, state_cap=2)
+    assert not bound.exact and bound.plan is None and bound.num_states == 2
+    assert bound.optimal_return == pytest.approx(2.0)  # two coins, the penalty counts 0
+    assert bound.optimal_return >= exact.optimal_return
+
+
+@pytest.fixture(scope="module")
+def doorkey_level0():
+    spec = load_world("DoorKey-8x8")
+    return spec, generate_level(spec, "test", 0, exact=False)
+
+
+def test_doorkey_plan_replays_and_beats_random(doorkey_level0):
+    spec, level = doorkey_level0
+    res = solve(spec, level)
+    assert res.exact and 0.9 < res.optimal_return < 1.0
+    assert replay(spec, level, res.plan) == pytest.approx(res.optimal_return, abs=1e-6)
+    rnd = random_return(spec, level, episodes=32, seed=0)
+    assert rnd == random_return(spec, level, episodes=32, seed=0)  # deterministic
+    assert 0.0 <= rnd < res.optimal_return
+    capped = solve(spec, level, state_cap=100)
+    assert not capped.exact and res.optimal_return <= capped.optimal_return < 1.0
+
+
+def test_normalized_scores_edge_cases():
+    assert normalized_scores(0.5, 1.0, 0.0) == pytest.approx((0.5, 0.5))
+    assert normalized_scores(0.6, 0.8, 0.4) == pytest.approx((0.75, 0.5))
+    assert normalized_scores(-1.0, 1.0, -0.5) == pytest.approx((-1.0, -1 / 3))
+    # nothing positive attainable: matching the optimum is full score
+    assert normalized_scores(0.0, 0.0, -0.5) == pytest.approx((1.0, 1.0))
+    assert normalized_scores(-0.3, 0.0, -0.5) == pytest.approx((0.0, 0.4))
+    # the random policy is already optimal
+    assert normalized_scores(0.7, 0.7, 0.7) == (1.0, 1.0)
+    assert normalized_scores(0.5, 0.7, 0.7) == (pytest.approx(0.5 / 0.7), 0.0)
+    ratio, gain = normalized_scores(np.array([0.0, 1.0]), np.array([1.0, 0.0]),
+                                    np.array([0.0, 0.0]))
+    assert ratio.tolist() == [0.0, 1.0] and gain.tolist() == [0.0, 1.0]
