@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from autoworld.envs.grid.components.registry import REGISTRY, components_of
 from autoworld.envs.grid.engine import GridEngine
-from autoworld.envs.grid.layouts_spec import LAYOUT_KINDS
 from autoworld.envs.grid.layouts import draw_candidate
+from autoworld.envs.grid.layouts_spec import LAYOUT_KINDS
 from autoworld.envs.grid.level import LevelBank
 from autoworld.envs.grid.levels import bank
 from autoworld.errors import LevelError, SpecError
@@ -111,6 +111,7 @@ def test_random_valid_specs_build_and_run(data, seed):
         assert not (term & trunc).any()
         for key, (shape, dtype, lo, hi) in shapes.items():
             assert tuple(obs[key].shape) == (8, *shape) and obs[key].dtype == dtype
+            assert bool((obs[key] >= lo).all()) and bool((obs[key] <= hi).all())
         rows = eng.state.pos // eng.W
         cols = eng.state.pos % eng.W
         assert bool(((rows < eng.height) & (cols < eng.width)).all())

@@ -23,7 +23,7 @@ from autoworld import rng
 from autoworld.envs.grid.components.registry import REGISTRY, GridComponent
 from autoworld.envs.grid.level import LevelBank
 from autoworld.envs.grid.spec import GridWorldSpec
-from autoworld.envs.grid.symbols import DIR_DELTAS, PASSABLE, Cell
+from autoworld.envs.grid.symbols import CELL, DIR_DELTAS, PASSABLE
 from autoworld.errors import EngineError
 
 NUM_ACTIONS = 7
@@ -261,10 +261,10 @@ class GridEngine:
         total = 0
         for bank in self.banks:
             L, h, w = bank.grids.shape
-            frame = np.full((L, self.H, self.W), int(Cell.WALL), dtype=np.uint8)
+            frame = np.full((L, self.H, self.W), int(CELL.WALL), dtype=np.uint8)
             frame[:, :h, :w] = bank.grids
             flat = np.concatenate(
-                [frame.reshape(L, -1), np.full((L, 1), int(Cell.WALL), np.uint8)], axis=1
+                [frame.reshape(L, -1), np.full((L, 1), int(CELL.WALL), np.uint8)], axis=1
             )
             grids.append(flat)
             pos.append(bank.agent_pos[:, 0] * self.W + bank.agent_pos[:, 1])
@@ -441,7 +441,7 @@ class GridEngine:
         """(Ltot, R, C) view of every bank level's start state, computed with the envs' own
         parameters: env i covers levels of its world, spread over that world's envs."""
         R, C = self.image_shape
-        views = torch.full((self.bank_grid.shape[0], R, C), int(Cell.PAD), dtype=torch.uint8,
+        views = torch.full((self.bank_grid.shape[0], R, C), int(CELL.PAD), dtype=torch.uint8,
                            device=self.device)
         ids = np.asarray(self.world_ids_list)
         rank = np.zeros(len(ids), dtype=np.int64)
@@ -503,6 +503,6 @@ def pad_image(img: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     B, r, c = img.shape
     if r == rows and c == cols:
         return img
-    out = torch.full((B, rows, cols), int(Cell.PAD), dtype=img.dtype, device=img.device)
+    out = torch.full((B, rows, cols), int(CELL.PAD), dtype=img.dtype, device=img.device)
     out[:, :r, :c] = img
     return out

@@ -2,7 +2,8 @@
 
 A level's grid is a uint8 array of these codes; the agent is not stored in the grid (its position
 and direction are separate state). Observations reuse the same codes, plus ``AGENT_*`` marks (full
-views), ``UNSEEN`` (occluded, masked or outside the world) and ``PAD`` (outside the view of a smaller
+views), ``UNSEEN`` (occluded, masked or outside the world) and ``PAD`` (outside the view of a
+smaller
 world in a mixed batch).
 """
 
@@ -112,3 +113,12 @@ COLORS = {
 # Directions: 0 east, 1 south, 2 west, 3 north (MiniGrid's convention). (row, col) deltas.
 DIR_DELTAS = ((0, 1), (1, 0), (0, -1), (-1, 0))
 AGENT_SYMBOL_BY_DIR = (Cell.AGENT_E, Cell.AGENT_S, Cell.AGENT_W, Cell.AGENT_N)
+
+
+class CELL:
+    """Plain-int aliases of ``Cell`` for tensor code: ``torch.compile`` mistraces comparisons of
+    tensors with IntEnum members (``x == Cell.KEY`` became a constant), so hot paths use these."""
+
+
+for _member in Cell:
+    setattr(CELL, _member.name, int(_member))

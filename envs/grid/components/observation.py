@@ -23,6 +23,7 @@ from autoworld import rng
 from autoworld.envs.grid.components.registry import ComponentParams, GridComponent, register
 from autoworld.envs.grid.symbols import (
     AGENT_SYMBOL_BY_DIR,
+    CELL,
     CHARS,
     DIR_DELTAS,
     NUM_CELL_TYPES,
@@ -35,7 +36,7 @@ STREAM_RANDOM_MASK = 30
 STREAM_NOISE_HIT = 31
 STREAM_NOISE_SYMBOL = 32
 # Cells that block the line of sight.
-OPAQUE = (Cell.WALL, Cell.DOOR_LOCKED, Cell.BOX, Cell.BOX_ON_TARGET)
+OPAQUE = (CELL.WALL, CELL.DOOR_LOCKED, CELL.BOX, CELL.BOX_ON_TARGET)
 _INV24 = 1.0 / (1 << 24)
 
 
@@ -47,7 +48,7 @@ def _merge_view(ctx, comp: GridComponent, img: torch.Tensor) -> None:
     img = pad_image(img, rows, cols)
     if comp.all_active or ctx.image is None:
         ctx.image = img if comp.all_active else torch.where(comp.active[:, None, None], img,
-                                                            int(Cell.PAD))
+                                                            int(CELL.PAD))
     else:
         ctx.image = torch.where(comp.active[:, None, None], img, ctx.image)
 
@@ -83,7 +84,7 @@ class FullGrid(GridComponent):
         img.scatter_(1, s.pos[:, None], self.agent_sym[s.dir][:, None])
         img = img.view(-1, eng.H, eng.W)
         if self.outside is not None:
-            img = torch.where(self.outside, int(Cell.PAD), img)
+            img = torch.where(self.outside, int(CELL.PAD), img)
         _merge_view(ctx, self, img)
 
 
@@ -146,7 +147,7 @@ class Egocentric(GridComponent):
             idx = idx + self.geom_off
         img = s.grid.gather(1, self.table.index_select(0, idx)).view(-1, self.K, self.K)
         if self.window is not None:
-            img = torch.where(self.window, img, int(Cell.PAD))
+            img = torch.where(self.window, img, int(CELL.PAD))
         _merge_view(ctx, self, img)
 
 
@@ -237,7 +238,7 @@ class LineOfSight(GridComponent):
             hidden = on_line.any(dim=-1)  # (B, K*K)
             if not self.all_active:
                 hidden = hidden & self.active[:, None]
-            return torch.where(hidden, int(Cell.UNSEEN), flat).view_as(view)
+            return torch.where(hidden, int(CELL.UNSEEN), flat).view_as(view)
 
         _apply_to_view(ctx, K, occlude)
 
@@ -282,7 +283,7 @@ class RandomMask(GridComponent):
         bits = _cell_bits(ctx.state, STREAM_RANDOM_MASK + ctx.stream_offset, self.salts[:n])
         u = (bits >> 8).to(torch.float32) * _INV24
         hide = (u < self.fraction[:, None]) & (flat < NUM_CELL_TYPES)
-        ctx.image = torch.where(hide, int(Cell.UNSEEN), flat).view_as(img)
+        ctx.image = torch.where(hide, int(CELL.UNSEEN), flat).view_as(img)
 
 
 @register

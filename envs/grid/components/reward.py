@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from autoworld.envs.grid.components.registry import ComponentParams, GridComponent, register
-from autoworld.envs.grid.symbols import Cell
+from autoworld.envs.grid.symbols import CELL, Cell
 
 if TYPE_CHECKING:
     from autoworld.envs.grid.engine import GridEngine, GridState, StepContext
@@ -62,7 +62,7 @@ class ReachGoal(GridComponent):
         self.time_decay = self.column("time_decay")
 
     def apply(self, ctx) -> None:
-        hit = self.gate(ctx.cell == Cell.GOAL)
+        hit = self.gate(ctx.cell == CELL.GOAL)
         ctx.reward_timed = ctx.reward_timed + hit.float() * self.reward
         ctx.terminated = ctx.terminated | hit
 
@@ -91,15 +91,15 @@ class CollectItems(GridComponent):
         self.terminate_when_all = self.column("terminate_when_all", torch.bool)
 
     def level_data(self, engine) -> dict[str, torch.Tensor]:
-        return {"coins_total": count_cells(engine, Cell.COIN)}
+        return {"coins_total": count_cells(engine, CELL.COIN)}
 
     def init_extras(self, state, fresh) -> dict[str, torch.Tensor]:
         return {"coins_left": per_level(state, self.engine.level_data["coins_total"]).clone()}
 
     def apply(self, ctx) -> None:
         s = ctx.state
-        hit = self.gate(ctx.cell == Cell.COIN)
-        new_cell = torch.where(hit, int(Cell.EMPTY), ctx.cell.long()).to(torch.uint8)
+        hit = self.gate(ctx.cell == CELL.COIN)
+        new_cell = torch.where(hit, int(CELL.EMPTY), ctx.cell.long()).to(torch.uint8)
         s.grid.scatter_(1, s.pos[:, None], new_cell[:, None])
         left = s.extras["coins_left"] - hit.long()
         s.extras["coins_left"] = left
@@ -127,7 +127,7 @@ class Hazard(GridComponent):
         self.terminate = self.column("terminate", torch.bool)
 
     def apply(self, ctx) -> None:
-        hit = self.gate((ctx.cell == Cell.LAVA) & entered(ctx))
+        hit = self.gate((ctx.cell == CELL.LAVA) & entered(ctx))
         ctx.reward_fixed = ctx.reward_fixed - hit.float() * self.penalty
         ctx.terminated = ctx.terminated | (hit & self.terminate)
 
@@ -179,7 +179,7 @@ class OrderedSubgoals(GridComponent):
     def level_data(self, engine) -> dict[str, torch.Tensor]:
         g = engine.bank_grid
         last = torch.zeros(g.shape[0], dtype=torch.long, device=g.device)
-        for k, code in enumerate((Cell.CHECKPOINT_1, Cell.CHECKPOINT_2, Cell.CHECKPOINT_3), 1):
+        for k, code in enumerate((CELL.CHECKPOINT_1, CELL.CHECKPOINT_2, CELL.CHECKPOINT_3), 1):
             last = torch.where((g == int(code)).any(1), k, last)
         return {"checkpoints_last": last}  # (Ltot,) highest checkpoint number present, 0: none
 
@@ -189,8 +189,8 @@ class OrderedSubgoals(GridComponent):
     def apply(self, ctx) -> None:
         s = ctx.state
         code = ctx.cell.long()
-        is_cp = (code >= int(Cell.CHECKPOINT_1)) & (code <= int(Cell.CHECKPOINT_3))
-        k = torch.where(is_cp, code - int(Cell.CHECKPOINT_1) + 1, 0)  # (B,) 1..3, 0: none
+        is_cp = (code >= int(CELL.CHECKPOINT_1)) & (code <= int(CELL.CHECKPOINT_3))
+        k = torch.where(is_cp, code - int(CELL.CHECKPOINT_1) + 1, 0)  # (B,) 1..3, 0: none
         progress = s.extras["progress"]
         moved = self.gate(is_cp & entered(ctx))
         in_order = moved & (k == progress + 1)
@@ -260,7 +260,7 @@ def _reachable_counts(engine: GridEngine) -> torch.Tensor:
         table = nbr[engine.geometries.index(geom)]  # (P, 4)
         start = len(torch.cat(counts)) if counts else 0
         grid = engine.bank_grid[start:start + len(bank)]  # (L, P)
-        open_ = grid != int(Cell.WALL)
+        open_ = grid != int(CELL.WALL)
         reach = torch.zeros_like(open_)
         reach.scatter_(1, engine.bank_pos[start:start + len(bank), None], True)
         while True:
@@ -292,7 +292,7 @@ class BoxOnTarget(GridComponent):
         self.reward = self.column("reward")
 
     def level_data(self, engine) -> dict[str, torch.Tensor]:
-        return {"boxes_total": count_cells(engine, Cell.BOX)}  # (Ltot,) boxes off target
+        return {"boxes_total": count_cells(engine, CELL.BOX)}  # (Ltot,) boxes off target
 
     def init_extras(self, state, fresh) -> dict[str, torch.Tensor]:
         return {"boxes_left": per_level(state, self.engine.level_data["boxes_total"]).clone()}
@@ -332,8 +332,8 @@ class InvertedGoal(GridComponent):
         self.time_decay = self.column("time_decay")
 
     def apply(self, ctx) -> None:
-        win = self.gate(ctx.cell == Cell.LAVA)
-        lose = self.gate(ctx.cell == Cell.GOAL)
+        win = self.gate(ctx.cell == CELL.LAVA)
+        lose = self.gate(ctx.cell == CELL.GOAL)
         ctx.reward_timed = ctx.reward_timed + win.float() * self.reward
         ctx.reward_fixed = ctx.reward_fixed - lose.float() * self.reward
         ctx.terminated = ctx.terminated | win | lose
@@ -361,7 +361,7 @@ class DistanceShaping(GridComponent):
         self.norm = (self.engine.height + self.engine.width).to(torch.float32)  # (B,)
 
     def level_data(self, engine) -> dict[str, torch.Tensor]:
-        goal = engine.bank_grid[:, :-1] == int(Cell.GOAL)  # (Ltot, P - 1)
+        goal = engine.bank_grid[:, :-1] == int(CELL.GOAL)  # (Ltot, P - 1)
         k = max(int(goal.sum(1).max()), 1)
         # up to k goal cells per level, padded with -1; topk picks goal cells first
         order = torch.topk(goal.to(torch.float32), k, dim=1, sorted=True)

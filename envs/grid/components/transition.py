@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from autoworld import rng
 from autoworld.envs.grid.components.registry import ComponentParams, GridComponent, register
-from autoworld.envs.grid.symbols import Cell
+from autoworld.envs.grid.symbols import CELL
 
 NUM_ACTIONS = 7  # every grid world's action space is Discrete(7)
 
@@ -136,12 +136,12 @@ class KeysDoors(GridComponent):
         s = ctx.state
         fc = ctx.front_cell
         holding = s.carrying > 0
-        pick = self.gate(ctx.pickup & (fc == Cell.KEY) & ~holding)
-        drop = self.gate(ctx.drop & (fc == Cell.EMPTY) & holding)
-        unlock = self.gate(ctx.toggle & (fc == Cell.DOOR_LOCKED) & holding)
-        new_cell = torch.where(pick, int(Cell.EMPTY), fc)
-        new_cell = torch.where(drop, int(Cell.KEY), new_cell)
-        new_cell = torch.where(unlock, int(Cell.DOOR_OPEN), new_cell).to(torch.uint8)
+        pick = self.gate(ctx.pickup & (fc == CELL.KEY) & ~holding)
+        drop = self.gate(ctx.drop & (fc == CELL.EMPTY) & holding)
+        unlock = self.gate(ctx.toggle & (fc == CELL.DOOR_LOCKED) & holding)
+        new_cell = torch.where(pick, int(CELL.EMPTY), fc)
+        new_cell = torch.where(drop, int(CELL.KEY), new_cell)
+        new_cell = torch.where(unlock, int(CELL.DOOR_OPEN), new_cell).to(torch.uint8)
         s.grid.scatter_(1, ctx.front[:, None], new_cell[:, None])
         s.carrying = torch.where(pick, 1, torch.where(drop, 0, s.carrying))
         ctx.front_cell = new_cell
@@ -248,13 +248,13 @@ class PushableBoxes(GridComponent):
         fc = ctx.front_cell
         beyond = self.engine.neighbour(ctx.front, s.dir)
         bc = _cell_at(s.grid, beyond)
-        is_box = (fc == Cell.BOX) | (fc == Cell.BOX_ON_TARGET)
-        free = (bc == Cell.EMPTY) | (bc == Cell.TARGET)
+        is_box = (fc == CELL.BOX) | (fc == CELL.BOX_ON_TARGET)
+        free = (bc == CELL.EMPTY) | (bc == CELL.TARGET)
         push = self.gate(ctx.move & is_box & free)
-        onto_target = bc == Cell.TARGET
-        off_target = fc == Cell.BOX_ON_TARGET
-        box_cell = torch.where(onto_target, int(Cell.BOX_ON_TARGET), int(Cell.BOX))
-        freed = torch.where(off_target, int(Cell.TARGET), int(Cell.EMPTY))
+        onto_target = bc == CELL.TARGET
+        off_target = fc == CELL.BOX_ON_TARGET
+        box_cell = torch.where(onto_target, int(CELL.BOX_ON_TARGET), int(CELL.BOX))
+        freed = torch.where(off_target, int(CELL.TARGET), int(CELL.EMPTY))
         _set_cells(s.grid, beyond, push, box_cell)
         _set_cells(s.grid, ctx.front, push, freed)
         ctx.front_cell = torch.where(push, freed, fc).to(fc.dtype)
@@ -302,7 +302,7 @@ class IceSliding(GridComponent):
         pos = s.pos
         for _ in range(max(eng.H, eng.W)):  # static bound: the longest straight run
             nxt = eng.neighbour(pos, s.dir)
-            on_ice = _cell_at(s.grid, pos) == Cell.ICE
+            on_ice = _cell_at(s.grid, pos) == CELL.ICE
             sliding = sliding & on_ice & _passable(eng, _cell_at(s.grid, nxt))
             pos = torch.where(sliding, nxt, pos)
         s.pos = pos
@@ -325,7 +325,7 @@ class Teleporters(GridComponent):
     def level_data(self, engine) -> dict[str, torch.Tensor]:
         grid = engine.bank_grid  # (Ltot, P) uint8
         out = {}
-        for key, code in (("teleport_a", Cell.TELEPORT_A), ("teleport_b", Cell.TELEPORT_B)):
+        for key, code in (("teleport_a", CELL.TELEPORT_A), ("teleport_b", CELL.TELEPORT_B)):
             hit = (grid == code).to(torch.int32)
             first = hit.argmax(dim=1)  # first match (0 when none)
             out[key] = torch.where(hit.any(dim=1), first, engine.sentinel).long()  # (Ltot,)
@@ -338,8 +338,8 @@ class Teleporters(GridComponent):
         cell = _cell_at(s.grid, s.pos)
         to_b = self.teleport_b.index_select(0, s.level)
         to_a = self.teleport_a.index_select(0, s.level)
-        dest = torch.where(cell == Cell.TELEPORT_A, to_b, to_a)
-        on_pad = (cell == Cell.TELEPORT_A) | (cell == Cell.TELEPORT_B)
+        dest = torch.where(cell == CELL.TELEPORT_A, to_b, to_a)
+        on_pad = (cell == CELL.TELEPORT_A) | (cell == CELL.TELEPORT_B)
         go = self.gate(moved & on_pad & (dest != eng.sentinel))
         s.pos = torch.where(go, dest, s.pos)
 
@@ -399,11 +399,11 @@ class CollapsingFloor(GridComponent):
     order = 40
 
     def setup(self) -> None:
-        codes = {"lava": int(Cell.LAVA), "wall": int(Cell.WALL)}
+        codes = {"lava": int(CELL.LAVA), "wall": int(CELL.WALL)}
         self.becomes = torch.tensor([codes[p.becomes] for p in self.params], dtype=torch.uint8,
                                     device=self.device)  # (B,)
 
     def apply(self, ctx) -> None:
         s = ctx.state
-        left = (s.pos != ctx.old_pos) & (_cell_at(s.grid, ctx.old_pos) == Cell.CRACKED)
+        left = (s.pos != ctx.old_pos) & (_cell_at(s.grid, ctx.old_pos) == CELL.CRACKED)
         _set_cells(s.grid, ctx.old_pos, self.gate(left), self.becomes)
