@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from autoworld.errors import CatalogueError
@@ -17,7 +17,7 @@ def list_worlds() -> list[str]:
     return sorted(p.stem for p in CATALOGUE_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_named(name: str):
     from autoworld.spec import load_spec
 

@@ -140,12 +140,26 @@ class Egocentric(GridComponent):
     def image_shape(self) -> tuple[int, int]:
         return self.K, self.K
 
+    def _index_buffer(self, rows: int) -> torch.Tensor | None:
+        if torch.compiler.is_compiling():
+            return None
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape[0] != rows:
+            buf = self._buf = torch.empty((rows, self.K * self.K), dtype=torch.long,
+                                          device=self.device)
+        return buf
+
     def apply(self, ctx) -> None:
         s = ctx.state
         idx = s.pos * 4 + s.dir
         if self.geom_off is not None:
             idx = idx + self.geom_off
-        img = s.grid.gather(1, self.table.index_select(0, idx)).view(-1, self.K, self.K)
+        # The (B, K*K) int64 index is an internal temporary: reuse one buffer for it, since a
+        # fresh multi-MB allocation per step costs page faults that dominate the gather itself.
+        buf = self._index_buffer(idx.shape[0])
+        cells = torch.index_select(self.table, 0, idx, out=buf) if buf is not None else \
+            self.table.index_select(0, idx)
+        img = s.grid.gather(1, cells).view(-1, self.K, self.K)
         if self.window is not None:
             img = torch.where(self.window, img, int(CELL.PAD))
         _merge_view(ctx, self, img)
