@@ -248,13 +248,20 @@ class LineOfSight(GridComponent):
             B = flat.shape[0]
             opaque = self.opaque.index_select(0, flat.reshape(-1).long()).view(B, K * K)
             opaque = torch.cat([opaque, torch.zeros_like(opaque[:, :1])], dim=1)  # clear slot
-            on_line = opaque.index_select(1, self.lines_flat).view(B, K * K, -1)
+            # gather with an expanded index: much faster on CPU than index_select along dim 1
+            on_line = opaque.gather(1, self.lines_flat.expand(B, -1)).view(B, K * K, -1)
             hidden = on_line.any(dim=-1)  # (B, K*K)
-            if not self.all_active:
-                hidden = hidden & self.active[:, None]
             return torch.where(hidden, int(CELL.UNSEEN), flat).view_as(view)
 
-        _apply_to_view(ctx, K, occlude)
+        if self.all_active:
+            _apply_to_view(ctx, K, occlude)
+            return
+        # mixed batch: occlude only the envs whose world has line of sight
+        idx = self.active_index
+        img = ctx.image
+        sub = img.index_select(0, idx)
+        sub[:, :K, :K] = occlude(sub[:, :K, :K])
+        ctx.image = img.clone().index_copy_(0, idx, sub)
 
 
 def _cell_salts(engine) -> torch.Tensor:
@@ -263,10 +270,27 @@ def _cell_salts(engine) -> torch.Tensor:
     return rng.hash32(torch.arange(n, dtype=torch.long) * 2 + 1).to(engine.device)
 
 
-def _cell_bits(state, stream: int, salts: torch.Tensor) -> torch.Tensor:
-    """(B, N) int64: 32 random bits per env and image cell for draw ``state.tick`` of stream."""
-    base = rng.stream_bits(state.key, state.tick, stream)  # (B,)
+def _cell_bits(key: torch.Tensor, tick: torch.Tensor, stream: int,
+               salts: torch.Tensor) -> torch.Tensor:
+    """(B, N) int64: 32 random bits per env and image cell for draw ``tick`` of ``stream``."""
+    base = rng.stream_bits(key, tick, stream)  # (B,)
     return rng.hash32(base[:, None] ^ salts[None, :])
+
+
+def _filter_rows(comp: GridComponent, ctx, fn) -> None:
+    """Apply ``fn(flat_image_rows, key_rows, tick_rows, env_rows)`` to the envs that have the
+    component only (a static index: no host sync); per-cell noise for a whole mixed batch would
+    otherwise cost as much as the rest of the step."""
+    img = ctx.image
+    flat = img.reshape(img.shape[0], -1)
+    s = ctx.state
+    if comp.all_active:
+        ctx.image = fn(flat, s.key, s.tick, None).view_as(img)
+        return
+    idx = comp.active_index
+    new = fn(flat.index_select(0, idx), s.key.index_select(0, idx),
+             s.tick.index_select(0, idx), idx)
+    ctx.image = flat.clone().index_copy_(0, idx, new).view_as(img)
 
 
 @register
@@ -291,13 +315,16 @@ class RandomMask(GridComponent):
         self.salts = _cell_salts(self.engine)
 
     def apply(self, ctx) -> None:
-        img = ctx.image
-        flat = img.reshape(img.shape[0], -1)
-        n = flat.shape[1]
-        bits = _cell_bits(ctx.state, STREAM_RANDOM_MASK + ctx.stream_offset, self.salts[:n])
-        u = (bits >> 8).to(torch.float32) * _INV24
-        hide = (u < self.fraction[:, None]) & (flat < NUM_CELL_TYPES)
-        ctx.image = torch.where(hide, int(CELL.UNSEEN), flat).view_as(img)
+        stream = STREAM_RANDOM_MASK + ctx.stream_offset
+
+        def mask(flat, key, tick, rows):
+            fraction = self.fraction if rows is None else self.fraction.index_select(0, rows)
+            bits = _cell_bits(key, tick, stream, self.salts[: flat.shape[1]])
+            u = (bits >> 8).to(torch.float32) * _INV24
+            hide = (u < fraction[:, None]) & (flat < NUM_CELL_TYPES)
+            return torch.where(hide, int(CELL.UNSEEN), flat)
+
+        _filter_rows(self, ctx, mask)
 
 
 @register
@@ -322,15 +349,19 @@ class SymbolNoise(GridComponent):
         self.salts = _cell_salts(self.engine)
 
     def apply(self, ctx) -> None:
-        img = ctx.image
-        flat = img.reshape(img.shape[0], -1)
-        salts = self.salts[: flat.shape[1]]
-        hit = _cell_bits(ctx.state, STREAM_NOISE_HIT + ctx.stream_offset, salts)
-        sym = _cell_bits(ctx.state, STREAM_NOISE_SYMBOL + ctx.stream_offset, salts)
-        u = (hit >> 8).to(torch.float32) * _INV24
-        replace = (u < self.prob[:, None]) & (flat < NUM_CELL_TYPES)
-        noise = ((sym >> 8) % NUM_CELL_TYPES).to(torch.uint8)
-        ctx.image = torch.where(replace, noise, flat).view_as(img)
+        off = ctx.stream_offset
+
+        def noisy(flat, key, tick, rows):
+            prob = self.prob if rows is None else self.prob.index_select(0, rows)
+            salts = self.salts[: flat.shape[1]]
+            hit = _cell_bits(key, tick, STREAM_NOISE_HIT + off, salts)
+            sym = _cell_bits(key, tick, STREAM_NOISE_SYMBOL + off, salts)
+            u = (hit >> 8).to(torch.float32) * _INV24
+            replace = (u < prob[:, None]) & (flat < NUM_CELL_TYPES)
+            noise = ((sym >> 8) % NUM_CELL_TYPES).to(torch.uint8)
+            return torch.where(replace, noise, flat)
+
+        _filter_rows(self, ctx, noisy)
 
 
 CELL_NAMES = tuple(Cell(c).name.lower() for c in range(NUM_CELL_TYPES))
@@ -386,8 +417,12 @@ class PermutedSymbols(GridComponent):
         if self.shared is not None:
             ctx.image = self.shared.index_select(0, img.reshape(-1).long()).view_as(img)
         else:
-            flat = img.reshape(img.shape[0], -1).long()
-            ctx.image = self.lut.gather(1, flat).view_as(img)
+            lut = self.lut.index_select(0, self.active_index)  # (N, NUM_SYMBOLS)
+
+            def permute(flat, key, tick, rows):
+                return lut.gather(1, flat.long())
+
+            _filter_rows(self, ctx, permute)
 
 
 # ======================================================================== outputs
@@ -489,12 +524,19 @@ class Rgb(GridComponent):
         R, C = self.engine.image_shape
         return {"rgb": ((R * self.tile, C * self.tile, 3), torch.uint8, 0, 255)}
 
+    def _draw(self, image: torch.Tensor) -> torch.Tensor:
+        N, R, C = image.shape
+        t = self.tile
+        tiles = self.atlas.index_select(0, image.reshape(-1).long()).view(N, R, C, t, t, 3)
+        return tiles.permute(0, 1, 3, 2, 4, 5).reshape(N, R * t, C * t, 3)
+
     def apply(self, ctx) -> None:
+        if self.all_active:
+            ctx.outputs["rgb"] = self._draw(ctx.image)
+            return
+        # mixed batch: draw only the envs whose world asks for pixels, zeros elsewhere
         B, R, C = ctx.image.shape
         t = self.tile
-        tiles = self.atlas.index_select(0, ctx.image.reshape(-1).long())
-        tiles = tiles.view(B, R, C, t, t, 3)
-        rgb = tiles.permute(0, 1, 3, 2, 4, 5).reshape(B, R * t, C * t, 3)
-        if not self.all_active:
-            rgb = torch.where(self.active[:, None, None, None], rgb, 0)
-        ctx.outputs["rgb"] = rgb
+        rgb = torch.zeros((B, R * t, C * t, 3), dtype=torch.uint8, device=ctx.image.device)
+        drawn = self._draw(ctx.image.index_select(0, self.active_index))
+        ctx.outputs["rgb"] = rgb.index_copy_(0, self.active_index, drawn)

@@ -50,6 +50,10 @@ class GridComponent:
         actives = [p is not None for p in params]
         self.all_active = all(actives)
         self.active = torch.tensor(actives, dtype=torch.bool, device=self.device)  # (B,)
+        # The envs whose world has this component: static for the engine's life, so costly
+        # components can compute for these rows only (index_select / index_copy, no host sync).
+        self.active_index = torch.tensor([i for i, a in enumerate(actives) if a],
+                                         dtype=torch.long, device=self.device)
         self.params = [p if p is not None else self.Params() for p in params]
         self.setup()
 
