@@ -1,0 +1,1 @@
+"""World generation: backends (procedural, openai, transformers), repair loop, mutation."""
