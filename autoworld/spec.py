@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from autoworld.atomic import atomic_write
 from autoworld.envs.grid.spec import GridWorldSpec
 from autoworld.errors import SpecError
 
@@ -88,19 +88,8 @@ def spec_from_yaml(text: str) -> WorldSpec:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file atomically: temp file in the same folder, fsync, rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a text file atomically (see ``autoworld.atomic.atomic_write``)."""
+    atomic_write(path, text)
 
 
 def save_spec(spec: WorldSpec, path: str | os.PathLike) -> None:

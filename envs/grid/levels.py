@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from collections import deque
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from autoworld.atomic import atomic_write
 from autoworld.envs.grid.layouts import draw_candidate, neighbours, reachable
 from autoworld.envs.grid.level import Level, LevelBank
 from autoworld.envs.grid.symbols import PASSABLE, Cell
@@ -420,20 +419,6 @@ def catalogue_file_text(spec) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def rebuild_catalogue(names: list[str] | None = None, check: bool = False) -> list[str]:
     """Regenerate the catalogue level files (all worlds, or ``names``).
 
@@ -459,7 +444,7 @@ def rebuild_catalogue(names: list[str] | None = None, check: bool = False) -> li
             continue
         changed.append(name)
         if not check:
-            _write_atomic(path, text)
+            atomic_write(path, text)
             log.info("wrote %s", path)
     _cache.clear()
     return changed

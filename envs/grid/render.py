@@ -7,13 +7,14 @@ people (``render_mode``, ``autoworld show``), never part of a step.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autoworld.atomic import atomic_write
 from autoworld.envs.grid.symbols import AGENT_SYMBOL_BY_DIR, CHARS, NUM_SYMBOLS, Cell
 from autoworld.envs.grid.tiles import tile_atlas
 from autoworld.errors import EngineError
@@ -148,16 +149,7 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     img = np.asarray(array)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise EngineError(f"save_png needs an (H, W, 3) uint8 array, got {img.dtype} {img.shape}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(img).save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    p = atomic_write(path, buf.getvalue())
     return p
