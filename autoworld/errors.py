@@ -28,3 +28,7 @@ class CatalogueError(AutoworldError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
         return str(self.args[0]) if self.args else ""
+
+
+class GenerationError(AutoworldError):
+    """A generator backend could not produce a proposal (endpoint down, model missing, ...)."""
