@@ -1,0 +1,286 @@
+"""The bench driver: run a methods x worlds x seeds grid and fill the leaderboard store.
+
+Resumable by construction: the grid is planned, the cells already finished in the store are
+skipped, and each cell is written in its own transaction the moment it finishes, so a bench that
+is killed loses at most the cells that were running. A runner is any picklable callable
+``runner(cell) -> CellOutcome``; the default one trains with ``autoworld.learners.train``.
+Executors: ``serial`` (in process), ``process`` (``concurrent.futures`` worker processes) and
+``ray`` (imported lazily; the ``ray`` extra).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoworld.errors import AutoworldError
+from autoworld.leaderboard.store import CellKey, RunRecord, RunStore, versions
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["serial", "process", "ray"]
+BACKENDS: tuple[str, ...] = ("serial", "process", "ray")
+
+
+class BenchError(AutoworldError):
+    """A bench was asked for something it cannot do (unknown method/world, missing extra)."""
+
+
+class CellOutcome(BaseModel):
+    """What a runner returns for one cell: the scores of the trained agent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    score_opt: float = Field(description="Oracle-normalized score R / R_opt.")
+    score_random: float | None = Field(
+        None, description="(R - R_random) / (R_opt - R_random), when known."
+    )
+    raw_return: float | None = Field(None, description="Mean raw episode return.")
+    success: float | None = Field(None, description="Fraction of successful episodes.")
+    bound_flag: bool = Field(False, description="R_opt is an upper bound rather than exact.")
+
+
+Runner = Callable[[CellKey], CellOutcome]
+ProgressFn = Callable[[RunRecord], None]
+
+
+# -- selection --------------------------------------------------------------------------------
+
+
+def _split(expr: str) -> list[str]:
+    return [p.strip() for p in expr.split(",") if p.strip()]
+
+
+def select_methods(expr: str, available: Sequence[str]) -> list[str]:
+    """``all`` or a comma list of registered method names."""
+    if expr.strip() == "all":
+        if not available:
+            raise BenchError("--methods all: no learning methods are registered")
+        return list(available)
+    names = _split(expr)
+    unknown = [n for n in names if n not in available]
+    if unknown or not names:
+        raise BenchError(f"--methods: unknown method(s) {', '.join(unknown) or expr!r}; "
+                         f"choose from {', '.join(available)} (see `autoworld methods`)")
+    return list(dict.fromkeys(names))
+
+
+def select_worlds(
+    expr: str, available: Sequence[str], tags_of: Callable[[str], Iterable[str]] | None = None
+) -> list[str]:
+    """``all``, or a comma list whose items are world names, glob patterns (``*Lava*``) or
+    ``tag:TAG`` (worlds with that taxonomy class, e.g. ``tag:partial``); the union, sorted."""
+    if tags_of is None:
+        from autoworld.leaderboard.report import catalogue_tags
+
+        def tags_of(w: str) -> Iterable[str]:
+            return catalogue_tags(w).values()
+
+    if expr.strip() == "all":
+        return sorted(available)
+    chosen: set[str] = set()
+    for item in _split(expr):
+        if item.startswith("tag:"):
+            tag = item[4:]
+            hits = {w for w in available if tag in set(tags_of(w))}
+        elif any(ch in item for ch in "*?["):
+            hits = set(fnmatch.filter(available, item))
+        elif item in available:
+            hits = {item}
+        else:
+            raise BenchError(f"--worlds: unknown world {item!r}; give names, a glob like "
+                             "'*Lava*', tag:TAG or all (see `autoworld list`)")
+        if not hits:
+            raise BenchError(f"--worlds: {item!r} matches no world (see `autoworld list`)")
+        chosen |= hits
+    if not chosen:
+        raise BenchError("--worlds: nothing selected; use all, names, a glob or tag:TAG")
+    return sorted(chosen)
+
+
+def plan(methods: Sequence[str], worlds: Sequence[str], seeds: int | Sequence[int],
+         steps: int) -> list[CellKey]:
+    """The full grid, in a stable order (method, world, seed)."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    return [CellKey(method=m, world=w, seed=s, steps=steps)
+            for m in methods for w in worlds for s in seed_list]
+
+
+def pending(store: RunStore, cells: Sequence[CellKey]) -> list[CellKey]:
+    """The cells of ``cells`` not finished in ``store``."""
+    done = store.finished_keys()
+    return [c for c in cells if c not in done]
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def run_cell(runner: Runner, cell: CellKey) -> RunRecord:
+    """Run one cell and turn its outcome (or its error) into a record. Runs in the worker."""
+    start = time.perf_counter()
+    try:
+        outcome = runner(cell)
+        if not isinstance(outcome, CellOutcome):
+            outcome = CellOutcome.model_validate(outcome)
+        fields: dict[str, Any] = {**outcome.model_dump(), "status": "finished"}
+    except Exception as exc:  # a failed cell is recorded and retried on resume
+        logger.info("cell %s failed: %s", cell, exc)
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        fields = {"status": "failed", "error": last[:2000]}
+    return RunRecord(**cell.model_dump(), **fields,
+                     wall_time_s=time.perf_counter() - start, **versions())
+
+
+def run_bench(
+    cells: Sequence[CellKey],
+    store: RunStore,
+    runner: Runner,
+    backend: Backend = "serial",
+    workers: int | None = None,
+    on_result: ProgressFn | None = None,
+) -> list[RunRecord]:
+    """Run the cells of ``cells`` not yet finished in ``store``; record each as it finishes.
+
+    Returns the records written by this call (finished and failed)."""
+    todo = pending(store, cells)
+    if backend not in BACKENDS:
+        raise BenchError(f"--backend: unknown backend {backend!r}; use one of "
+                         f"{', '.join(BACKENDS)}")
+    written: list[RunRecord] = []
+
+    def commit(record: RunRecord) -> None:
+        store.record(record)  # its own transaction: a kill after this loses nothing
+        written.append(record)
+        if on_result is not None:
+            on_result(record)
+
+    if not todo:
+        return written
+    if backend == "serial":
+        for cell in todo:
+            commit(run_cell(runner, cell))
+    elif backend == "process":
+        _run_process(todo, runner, workers, commit)
+    else:
+        _run_ray(todo, runner, workers, commit)
+    return written
+
+
+def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
+                 commit: Callable[[RunRecord], None]) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_cell, runner, cell) for cell in todo}
+        try:
+            while futures:
+                done, futures = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    commit(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
+             commit: Callable[[RunRecord], None]) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise BenchError("--backend ray needs Ray: pip install 'autoworld[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(run_cell)
+    refs = [remote.remote(runner, cell) for cell in todo]
+    while refs:
+        done, refs = ray.wait(refs, num_returns=1)
+        for ref in done:
+            commit(ray.get(ref))
+
+
+# -- the default runner: autoworld.learners -----------------------------------------------------
+
+
+def available_methods() -> list[str]:
+    """Names of the registered learning methods (``autoworld.learners.methods.METHODS``)."""
+    try:
+        from autoworld.learners.methods import METHODS
+    except ImportError as exc:
+        raise BenchError("the learning methods are not available yet (autoworld.learners."
+                         f"methods: {exc}); `autoworld bench` needs them") from exc
+    return sorted(METHODS)
+
+
+def available_worlds() -> list[str]:
+    """The catalogue worlds."""
+    from autoworld.envs.catalogue import list_worlds
+
+    return list_worlds()
+
+
+_SCORE_NAMES = {
+    "score_opt": ("score_opt", "score", "normalized", "normalized_score"),
+    "score_random": ("score_random", "normalized_gain", "normalized_random", "gain"),
+    "raw_return": ("raw_return", "mean_return", "return_", "episode_return"),
+    "success": ("success", "success_rate"),
+    "bound_flag": ("bound_flag", "upper_bound", "flagged"),
+}
+
+
+def outcome_from_result(result: Any) -> CellOutcome:
+    """Read a ``TrainResult`` (or anything holding an evaluation with ``normalized`` /
+    ``normalized_gain`` / ``mean_return`` / ``success``) into a :class:`CellOutcome`."""
+    found: dict[str, Any] = {}
+    queue: list[Any] = [result]
+    while queue and len(found) < len(_SCORE_NAMES):
+        obj = queue.pop(0)
+        data = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
+        for key, names in _SCORE_NAMES.items():
+            for name in names:
+                if key not in found and isinstance(data.get(name), (int, float)):
+                    found[key] = data[name]
+        queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
+    if "score_opt" not in found:
+        raise BenchError(f"the training result {type(result).__name__} has no oracle-normalized "
+                         "score (expected a field like 'normalized' or 'score_opt')")
+    return CellOutcome(**found)
+
+
+def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None,
+                 run_root: str | None = None) -> CellOutcome:
+    """Train ``cell.method`` on ``cell.world`` with ``autoworld.learners.train.train``."""
+    try:
+        from autoworld.learners.train import train
+    except ImportError as exc:
+        raise BenchError("the learners are not available yet (autoworld.learners.train: "
+                         f"{exc}); `autoworld bench` needs them to train") from exc
+    kwargs: dict[str, Any] = {"method": cell.method, "steps": cell.steps, "seed": cell.seed,
+                              "device": device}
+    if num_envs is not None:
+        kwargs["num_envs"] = num_envs
+    if run_root is not None:
+        kwargs["run_dir"] = str(Path(run_root) / cell.method / cell.world / f"seed{cell.seed}")
+    return outcome_from_result(train(cell.world, **kwargs))
+
+
+def make_train_runner(device: str = "cpu", num_envs: int | None = None,
+                      run_root: str | None = None) -> Runner:
+    """The default runner (picklable, for the process and ray backends)."""
+    return functools.partial(train_runner, device=device, num_envs=num_envs, run_root=run_root)
+
+
+def check_learners() -> None:
+    """Raise a clear :class:`BenchError` when ``autoworld.learners.train`` is missing."""
+    try:
+        import autoworld.learners.train  # noqa: F401
+    except ImportError as exc:
+        raise BenchError("the learners are not available yet (autoworld.learners.train: "
+                         f"{exc}); `autoworld bench` needs them to train") from exc

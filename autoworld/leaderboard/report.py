@@ -1,0 +1,421 @@
+"""The leaderboard report, rebuilt from the store alone: aggregates per method, a breakdown by
+taxonomy class, the world x method matrix, the probability of improvement between methods and
+performance profiles; rendered as rich tables, Markdown, CSV or JSON, and plotted as PNG.
+
+Every text format is made from the same list of :class:`TextTable` (numbers formatted once), so
+the table, Markdown and CSV outputs show identical numbers, and the JSON holds those numbers at
+full precision.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoworld.leaderboard.stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_REPS,
+    Interval,
+    Profile,
+    bootstrap_ci,
+    performance_profile,
+    probability_of_improvement,
+)
+from autoworld.leaderboard.store import RunRecord
+
+Metric = Literal["score_opt", "score_random"]
+Format = Literal["table", "md", "csv", "json"]
+TagsOf = Callable[[str], dict[str, str]]
+
+METRIC_LABELS: dict[str, str] = {
+    "score_opt": "R / R_opt",
+    "score_random": "(R - R_random) / (R_opt - R_random)",
+}
+PROFILE_TAUS = (0.25, 0.5, 0.75, 0.9, 1.0)  # thresholds shown in the profile table
+DIGITS = 3
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class MethodSummary(BaseModel):
+    """Aggregate score of one method over every world it ran on."""
+
+    model_config = _FROZEN
+    method: str = Field(description="Learning-method name.")
+    worlds: int = Field(description="Number of worlds with at least one run.")
+    runs: int = Field(description="Number of runs (worlds x seeds).")
+    iqm: Interval = Field(description="Interquartile mean with its 95% stratified-bootstrap CI.")
+    mean: Interval = Field(description="Mean with its 95% stratified-bootstrap CI.")
+
+
+class ClassSummary(BaseModel):
+    """Aggregate score of one method on the worlds of one taxonomy class."""
+
+    model_config = _FROZEN
+    method: str = Field(description="Learning-method name.")
+    axis: str = Field(description="Taxonomy axis (reward, observation, semantics, dynamics).")
+    value: str = Field(description="Class on that axis, e.g. partial.")
+    worlds: int = Field(description="Number of worlds of this class the method ran on.")
+    iqm: Interval = Field(description="IQM with its 95% stratified-bootstrap CI.")
+    mean: Interval = Field(description="Mean with its 95% stratified-bootstrap CI.")
+
+
+class Cell(BaseModel):
+    """One world x method cell: the mean score over seeds."""
+
+    model_config = _FROZEN
+    world: str = Field(description="World name.")
+    method: str = Field(description="Learning-method name.")
+    seeds: int = Field(description="Number of finished seeds.")
+    mean: float = Field(description="Mean score over the seeds.")
+
+
+class Improvement(BaseModel):
+    """P(X > Y) on the worlds both methods ran on."""
+
+    model_config = _FROZEN
+    x: str = Field(description="Method X.")
+    y: str = Field(description="Method Y.")
+    worlds: int = Field(description="Number of shared worlds averaged over.")
+    probability: Interval = Field(description="P(X > Y) with its 95% bootstrap CI.")
+
+
+class Leaderboard(BaseModel):
+    """Everything the leaderboard shows, computed from the stored runs."""
+
+    model_config = _FROZEN
+    metric: Metric = Field(description="Which normalized score is aggregated.")
+    reps: int = Field(description="Bootstrap replicates.")
+    confidence: float = Field(description="Confidence level of the intervals.")
+    seed: int = Field(description="Seed of the bootstrap generator.")
+    methods: list[str] = Field(description="Methods, best IQM first.")
+    worlds: list[str] = Field(description="Worlds, sorted.")
+    summary: list[MethodSummary] = Field(description="Per method, best IQM first.")
+    by_class: list[ClassSummary] = Field(description="Per method and taxonomy class.")
+    matrix: list[Cell] = Field(description="World x method mean scores.")
+    improvement: list[Improvement] = Field(description="P(X > Y) for every ordered pair.")
+    profiles: dict[str, Profile] = Field(description="Performance profile per method.")
+
+
+class TextTable(BaseModel):
+    """A titled table of already formatted cells (what every text format renders)."""
+
+    model_config = _FROZEN
+    title: str = Field(description="Table title.")
+    columns: list[str] = Field(description="Column headers.")
+    rows: list[list[str]] = Field(description="Formatted cells, one list per row.")
+
+
+# -- building --------------------------------------------------------------------------------
+
+
+@cache
+def catalogue_tags(world: str) -> dict[str, str]:
+    """Taxonomy classes of a catalogue world (or spec path); ``unknown`` when it cannot be
+    loaded, so that a store stays readable after a world leaves the catalogue."""
+    from autoworld.errors import AutoworldError
+    from autoworld.taxonomy import AXES, tags
+
+    try:
+        from autoworld.envs.catalogue import load_world
+
+        return tags(load_world(world))
+    except (AutoworldError, OSError, ValueError):
+        return dict.fromkeys(AXES, "unknown")
+
+
+def _strata(by_world: dict[str, list[float]], worlds: Sequence[str]) -> list[np.ndarray]:
+    return [np.asarray(by_world[w], dtype=np.float64) for w in worlds]
+
+
+def build_leaderboard(
+    runs: Sequence[RunRecord],
+    metric: Metric = "score_opt",
+    reps: int = DEFAULT_REPS,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    tags_of: TagsOf | None = None,
+) -> Leaderboard:
+    """Aggregate finished ``runs`` (runs without a value for ``metric`` are left out)."""
+    tags_of = tags_of or catalogue_tags
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        value = getattr(run, metric)
+        if run.status == "finished" and value is not None and np.isfinite(value):
+            scores[run.method][run.world].append(float(value))
+    ci = {"reps": reps, "confidence": confidence, "seed": seed}
+
+    summary = []
+    for method, by_world in scores.items():
+        worlds = sorted(by_world)
+        strata = _strata(by_world, worlds)
+        summary.append(MethodSummary(
+            method=method, worlds=len(worlds), runs=sum(s.size for s in strata),
+            iqm=bootstrap_ci(strata, "iqm", **ci), mean=bootstrap_ci(strata, "mean", **ci),
+        ))
+    summary.sort(key=lambda s: (-s.iqm.point, s.method))
+    methods = [s.method for s in summary]
+    all_worlds = sorted({w for by_world in scores.values() for w in by_world})
+
+    world_tags = {w: tags_of(w) for w in all_worlds}
+    by_class = []
+    for method in methods:
+        classes: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for w in sorted(scores[method]):
+            for axis, value in world_tags[w].items():
+                classes[(axis, value)].append(w)
+        for (axis, value), worlds in sorted(classes.items()):
+            strata = _strata(scores[method], worlds)
+            by_class.append(ClassSummary(
+                method=method, axis=axis, value=value, worlds=len(worlds),
+                iqm=bootstrap_ci(strata, "iqm", **ci), mean=bootstrap_ci(strata, "mean", **ci),
+            ))
+
+    matrix = [
+        Cell(world=w, method=m, seeds=len(scores[m][w]), mean=float(np.mean(scores[m][w])))
+        for w in all_worlds for m in methods if w in scores[m]
+    ]
+
+    improvement = []
+    for x in methods:
+        for y in methods:
+            shared = sorted(set(scores[x]) & set(scores[y]))
+            if x == y or not shared:
+                continue
+            improvement.append(Improvement(
+                x=x, y=y, worlds=len(shared),
+                probability=probability_of_improvement(
+                    _strata(scores[x], shared), _strata(scores[y], shared), **ci),
+            ))
+
+    taus = np.union1d(np.linspace(0.0, 1.0, 41), PROFILE_TAUS)
+    profiles = {
+        m: performance_profile(_strata(scores[m], sorted(scores[m])), taus, **ci) for m in methods
+    }
+    return Leaderboard(metric=metric, reps=reps, confidence=confidence, seed=seed,
+                       methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
+                       matrix=matrix, improvement=improvement, profiles=profiles)
+
+
+# -- text tables -----------------------------------------------------------------------------
+
+
+def fmt(x: float) -> str:
+    """The one number format of every text output."""
+    return f"{x:.{DIGITS}f}"
+
+
+def text_tables(lb: Leaderboard) -> list[TextTable]:
+    """The report as formatted tables; table, md and csv all render exactly these cells."""
+    label = METRIC_LABELS[lb.metric]
+    pct = f"{lb.confidence:.0%}"
+    summary = TextTable(
+        title=f"Methods ({label}; IQM and mean with {pct} stratified-bootstrap CIs)",
+        columns=["method", "worlds", "runs", "IQM", "IQM lo", "IQM hi", "mean", "mean lo",
+                 "mean hi"],
+        rows=[[s.method, str(s.worlds), str(s.runs), fmt(s.iqm.point), fmt(s.iqm.lo),
+               fmt(s.iqm.hi), fmt(s.mean.point), fmt(s.mean.lo), fmt(s.mean.hi)]
+              for s in lb.summary],
+    )
+    by_class = TextTable(
+        title="By taxonomy class",
+        columns=["method", "axis", "class", "worlds", "IQM", "IQM lo", "IQM hi", "mean"],
+        rows=[[c.method, c.axis, c.value, str(c.worlds), fmt(c.iqm.point), fmt(c.iqm.lo),
+               fmt(c.iqm.hi), fmt(c.mean.point)] for c in lb.by_class],
+    )
+    cells = {(c.world, c.method): c for c in lb.matrix}
+    matrix = TextTable(
+        title="World x method (mean over seeds)",
+        columns=["world", *lb.methods],
+        rows=[[w, *(fmt(cells[(w, m)].mean) if (w, m) in cells else "-" for m in lb.methods)]
+              for w in lb.worlds],
+    )
+    improvement = TextTable(
+        title=f"Probability of improvement P(X > Y) ({pct} CI)",
+        columns=["X", "Y", "worlds", "P(X > Y)", "lo", "hi"],
+        rows=[[i.x, i.y, str(i.worlds), fmt(i.probability.point), fmt(i.probability.lo),
+               fmt(i.probability.hi)] for i in lb.improvement],
+    )
+    profile_cols = [f"> {t:g}" for t in PROFILE_TAUS]
+    profile_rows = []
+    for m in lb.methods:
+        prof = lb.profiles[m]
+        taus = np.asarray(prof.taus)
+        picked = [prof.fraction[int(np.argmin(np.abs(taus - t)))] for t in PROFILE_TAUS]
+        profile_rows.append([m, *(fmt(v) for v in picked)])
+    profile = TextTable(title="Performance profile (fraction of runs with score > tau)",
+                        columns=["method", *profile_cols], rows=profile_rows)
+    return [summary, by_class, matrix, improvement, profile]
+
+
+def to_markdown(tables: Sequence[TextTable]) -> str:
+    parts = []
+    for t in tables:
+        lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |",
+                 "|" + "|".join("---" for _ in t.columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in t.rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def to_csv(tables: Sequence[TextTable]) -> str:
+    """One tidy CSV: ``table,row,column,value`` (row numbers start at 0 within a table)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "row", "column", "value"])
+    for t in tables:
+        for i, row in enumerate(t.rows):
+            for col, value in zip(t.columns, row, strict=True):
+                writer.writerow([t.title, i, col, value])
+    return buf.getvalue()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == "-"
+    return True
+
+
+def rich_tables(tables: Sequence[TextTable]) -> list:
+    """rich ``Table`` objects for the console."""
+    from rich.table import Table
+
+    out = []
+    for t in tables:
+        table = Table(title=t.title, title_justify="left")
+        for i, col in enumerate(t.columns):
+            numeric = bool(t.rows) and all(_is_number(row[i]) for row in t.rows)
+            # numbers keep their full width (headers may wrap); text folds when space is short
+            widest = max((len(row[i]) for row in t.rows), default=1)
+            table.add_column(col, justify="right" if numeric else "left",
+                             min_width=widest if numeric or i == 0 else None,
+                             overflow="fold")
+        for row in t.rows:
+            table.add_row(*row)
+        out.append(table)
+    return out
+
+
+def render(lb: Leaderboard, fmt_name: Format) -> str:
+    """The report as text in ``fmt_name`` (``table`` renders the rich tables to plain text)."""
+    if fmt_name == "json":
+        return lb.model_dump_json(indent=2) + "\n"
+    tables = text_tables(lb)
+    if fmt_name == "md":
+        return to_markdown(tables)
+    if fmt_name == "csv":
+        return to_csv(tables)
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=100, color_system=None, highlight=False)
+    print_tables(console, tables)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def print_tables(console, tables: Sequence[TextTable]) -> None:  # noqa: ANN001 - rich Console
+    """Print the tables on ``console`` (numbers are never cut to an ellipsis)."""
+    for table in rich_tables(tables):
+        console.print(table)
+
+
+# -- plots -----------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):  # noqa: ANN202 - matplotlib types stay lazy
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> Path:  # noqa: ANN001
+    """Write the PNG with the project's atomic writer (no half-written file ever appears)."""
+    from autoworld.atomic import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write(path, buf.getvalue())
+
+
+def plot_intervals(lb: Leaderboard, path: Path) -> Path:
+    """IQM and mean per method with their CIs (rliable's interval-estimate plot)."""
+    n = max(len(lb.methods), 1)
+    fig = _figure(9, 1.2 + 0.45 * n)
+    order = list(reversed(lb.summary))  # best on top
+    for k, stat in enumerate(("iqm", "mean")):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for i, s in enumerate(order):
+            iv: Interval = getattr(s, stat)
+            ax.barh(i, iv.hi - iv.lo, left=iv.lo, height=0.6, color=f"C{i % 10}", alpha=0.75)
+            ax.plot([iv.point, iv.point], [i - 0.3, i + 0.3], color="black", linewidth=1.5)
+        ax.set_yticks(range(len(order)), [s.method for s in order] if k == 0 else [""] * len(order))
+        ax.set_title("IQM" if stat == "iqm" else "Mean")
+        ax.set_xlabel(METRIC_LABELS[lb.metric])
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_profiles(lb: Leaderboard, path: Path) -> Path:
+    """Performance profiles: fraction of runs with score > tau, with bootstrap bands."""
+    fig = _figure(6.5, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, m in enumerate(lb.methods):
+        p = lb.profiles[m]
+        ax.plot(p.taus, p.fraction, color=f"C{i % 10}", label=m)
+        ax.fill_between(p.taus, p.lo, p.hi, color=f"C{i % 10}", alpha=0.2)
+    ax.set_xlabel(f"score threshold tau ({METRIC_LABELS[lb.metric]})")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    if lb.methods:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_improvement(lb: Leaderboard, path: Path) -> Path:
+    """Probability of improvement as a method x method heat map, P(row > column)."""
+    n = len(lb.methods)
+    grid = np.full((n, n), np.nan)
+    index = {m: i for i, m in enumerate(lb.methods)}
+    for imp in lb.improvement:
+        grid[index[imp.x], index[imp.y]] = imp.probability.point
+    fig = _figure(2.5 + 0.7 * n, 2.0 + 0.6 * n)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdBu")
+    for i in range(n):
+        for j in range(n):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize="small")
+    ax.set_xticks(range(n), lb.methods, rotation=45, ha="right")
+    ax.set_yticks(range(n), lb.methods)
+    ax.set_xlabel("Y")
+    ax.set_ylabel("X")
+    ax.set_title("P(X > Y)")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_plots(lb: Leaderboard, directory: str | Path) -> list[Path]:
+    """Write the three PNG plots into ``directory`` (created) and return their paths."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        plot_intervals(lb, out / "interval_estimates.png"),
+        plot_profiles(lb, out / "performance_profiles.png"),
+        plot_improvement(lb, out / "probability_of_improvement.png"),
+    ]

@@ -1,0 +1,80 @@
+"""`autoworld bench`: fill the leaderboard store with a methods x worlds x seeds grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from autoworld.cli.common import console, fail, handle_errors
+
+DEFAULT_DB = Path("leaderboard.db")
+
+
+@handle_errors
+def bench_command(
+    methods: str = typer.Option("all", "--methods", "-m",
+                                help="all, or a comma list of method names."),
+    worlds: str = typer.Option("all", "--worlds", "-w",
+                               help="all, or a comma list of names, globs ('*Lava*') or tag:TAG."),
+    seeds: int = typer.Option(3, "--seeds", "-k", min=1, help="Seeds per (method, world)."),
+    steps: int = typer.Option(100_000, "--steps", "-n", min=1, help="Env-step budget per run."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="SQLite leaderboard file (created)."),
+    backend: str = typer.Option("serial", "--backend", "-b",
+                                help="Executor: serial, process or ray."),
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="Worker processes (process/ray backends)."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for training."),
+    num_envs: int | None = typer.Option(None, "--num-envs", min=1,
+                                        help="Parallel envs per run (method default if unset)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir",
+                                        help="Keep each run's directory under this folder."),
+) -> None:
+    """Train every method on every world with every seed and record the scores.
+
+    Resumable: finished cells are skipped and each cell is saved when it finishes.
+    """
+    from autoworld.leaderboard import bench as bench_lib
+    from autoworld.leaderboard.store import RunStore
+
+    if backend not in bench_lib.BACKENDS:
+        raise fail(f"--backend: unknown backend {backend!r}; use serial, process or ray")
+    bench_lib.check_learners()
+    method_names = bench_lib.select_methods(methods, bench_lib.available_methods())
+    world_names = bench_lib.select_worlds(worlds, bench_lib.available_worlds())
+    cells = bench_lib.plan(method_names, world_names, seeds, steps)
+    store = RunStore(db)
+    todo = bench_lib.pending(store, cells)
+    console.print(
+        f"bench: {len(method_names)} methods x {len(world_names)} worlds x {seeds} seeds = "
+        f"{len(cells)} cells; {len(cells) - len(todo)} already finished, {len(todo)} to run "
+        f"({backend}) -> {db}"
+    )
+    runner = bench_lib.make_train_runner(
+        device=device, num_envs=num_envs, run_root=str(run_dir) if run_dir else None
+    )
+    failed: list[str] = []
+    progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"),
+                        console=console, transient=False)
+    with progress:
+        task = progress.add_task("", total=len(todo))
+
+        def on_result(record) -> None:  # noqa: ANN001 - a RunRecord
+            label = f"{record.method} / {record.world} / seed {record.seed}"
+            if record.status == "failed":
+                failed.append(f"{label}: {record.error}")
+                label += " [red]failed[/red]"
+            else:
+                label += f" {record.score_opt:.3f}"
+            progress.update(task, advance=1, description=label)
+
+        bench_lib.run_bench(cells, store, runner, backend=backend,  # type: ignore[arg-type]
+                            workers=workers, on_result=on_result)
+    console.print(f"done: {store.count()} finished runs in {db}; "
+                  f"see `autoworld leaderboard --db {db}`")
+    if failed:
+        for line in failed[:10]:
+            console.print(f"[red]failed[/red] {line}", soft_wrap=True)
+        raise fail(f"{len(failed)} cell(s) failed; rerun the same command to retry them", 1)

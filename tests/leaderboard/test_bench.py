@@ -1,0 +1,208 @@
+"""The bench driver: grid selection, resuming after a crash or SIGKILL, failures, executors."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from autoworld.leaderboard.bench import (
+    BenchError,
+    CellOutcome,
+    outcome_from_result,
+    pending,
+    plan,
+    run_bench,
+    select_methods,
+    select_worlds,
+)
+from autoworld.leaderboard.store import CellKey, RunStore
+
+WORLDS = ["DoorKey-8x8", "Empty-6x6", "IceRink-9x9", "SlipperyLava-9x9"]
+TAGS = {"DoorKey-8x8": ["partial"], "Empty-6x6": ["full"], "IceRink-9x9": ["full", "stochastic"],
+        "SlipperyLava-9x9": ["full", "stochastic"]}
+
+
+def fake_runner(cell: CellKey) -> CellOutcome:
+    """Deterministic scores from the cell, no training."""
+    score = (zlib.crc32(f"{cell.method}/{cell.world}".encode()) % 97 / 97 + cell.seed * 0.01) % 1.0
+    return CellOutcome(score_opt=score, score_random=score - 0.1, raw_return=score * 2,
+                       success=float(score > 0.5))
+
+
+def slow_runner(cell: CellKey) -> CellOutcome:
+    time.sleep(0.15)
+    return fake_runner(cell)
+
+
+class CountingRunner:
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.calls: list[CellKey] = []
+        self.crash_after = crash_after
+
+    def __call__(self, cell: CellKey) -> CellOutcome:
+        if self.crash_after is not None and len(self.calls) >= self.crash_after:
+            raise KeyboardInterrupt("simulated kill")  # not an Exception: aborts the bench
+        self.calls.append(cell)
+        return fake_runner(cell)
+
+
+def test_select_worlds_names_globs_tags() -> None:
+    tags = TAGS.__getitem__
+    assert select_worlds("all", WORLDS, tags) == sorted(WORLDS)
+    assert select_worlds("Empty-6x6", WORLDS, tags) == ["Empty-6x6"]
+    assert select_worlds("*Lava*,DoorKey-8x8", WORLDS, tags) == ["DoorKey-8x8",
+                                                                 "SlipperyLava-9x9"]
+    assert select_worlds("tag:stochastic", WORLDS, tags) == ["IceRink-9x9", "SlipperyLava-9x9"]
+    with pytest.raises(BenchError, match="unknown world"):
+        select_worlds("Nope-1x1", WORLDS, tags)
+    with pytest.raises(BenchError, match="matches no world"):
+        select_worlds("tag:inverse", WORLDS, tags)
+
+
+def test_select_worlds_with_catalogue_tags() -> None:
+    from autoworld.envs.catalogue import list_worlds
+
+    partial = select_worlds("tag:partial", list_worlds())
+    assert "DoorKey-8x8" in partial and "Empty-6x6" not in partial
+
+
+def test_select_methods() -> None:
+    assert select_methods("all", ["a", "b"]) == ["a", "b"]
+    assert select_methods("b, a,b", ["a", "b"]) == ["b", "a"]
+    with pytest.raises(BenchError, match="unknown method"):
+        select_methods("c", ["a", "b"])
+
+
+def test_bench_skips_finished_cells(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "lb.db")
+    cells = plan(["a", "b"], WORLDS[:2], 3, 100)
+    assert len(cells) == 12
+    first = CountingRunner()
+    run_bench(cells, store, first)
+    assert len(first.calls) == 12 and store.count() == 12
+    again = CountingRunner()
+    assert run_bench(cells, store, again) == [] and again.calls == []
+    bigger = plan(["a", "b"], WORLDS[:2], 4, 100)  # one more seed: only the new cells run
+    more = CountingRunner()
+    run_bench(bigger, store, more)
+    assert sorted(c.seed for c in more.calls) == [3, 3, 3, 3] and store.count() == 16
+
+
+def test_bench_crashed_midway_resumes_only_missing_cells(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "lb.db")
+    cells = plan(["a", "b"], WORLDS, 2, 100)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cells, store, CountingRunner(crash_after=5))
+    assert store.count() == 5  # every finished cell was committed
+    done = store.finished_keys()
+    resumed = CountingRunner()
+    run_bench(cells, store, resumed)
+    assert set(resumed.calls) == set(cells) - done and len(resumed.calls) == len(cells) - 5
+    assert store.count() == len(cells)
+
+
+def _bench_forever(path: str) -> None:
+    run_bench(plan(["a", "b"], WORLDS, 2, 100), RunStore(path), slow_runner)
+
+
+def test_bench_killed_with_sigkill_loses_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "lb.db")
+    store = RunStore(path)
+    cells = plan(["a", "b"], WORLDS, 2, 100)
+    proc = mp.get_context("fork").Process(target=_bench_forever, args=(path,))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while store.count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
+    done = store.finished_keys()
+    assert 3 <= len(done) < len(cells)
+    assert pending(store, cells) == [c for c in cells if c not in done]
+    resumed = CountingRunner()
+    run_bench(cells, store, resumed)
+    assert set(resumed.calls) == set(cells) - done
+    assert len(resumed.calls) == len(cells) - len(done)
+    assert store.count() == len(cells)
+
+
+def flaky_runner(cell: CellKey) -> CellOutcome:
+    if cell.seed == 1:
+        raise RuntimeError("diverged")
+    return fake_runner(cell)
+
+
+def test_failed_cells_are_recorded_and_retried(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "lb.db")
+    cells = plan(["a"], WORLDS[:2], 2, 100)
+    records = run_bench(cells, store, flaky_runner)
+    failed = [r for r in records if r.status == "failed"]
+    assert len(failed) == 2 and all("diverged" in r.error for r in failed)
+    assert store.count() == 2 and store.count("failed") == 2
+    retry = CountingRunner()
+    run_bench(cells, store, retry)
+    assert sorted(c.seed for c in retry.calls) == [1, 1] and store.count() == 4
+
+
+def test_process_backend_matches_serial(tmp_path: Path) -> None:
+    cells = plan(["a", "b"], WORLDS[:2], 2, 100)
+    serial = RunStore(tmp_path / "s.db")
+    run_bench(cells, serial, fake_runner)
+    proc = RunStore(tmp_path / "p.db")
+    seen = []
+    run_bench(cells, proc, fake_runner, backend="process", workers=2, on_result=seen.append)
+    assert len(seen) == len(cells)
+    strip = {"wall_time_s", "created_at"}
+    assert [r.model_dump(exclude=strip) for r in proc.runs()] == [
+        r.model_dump(exclude=strip) for r in serial.runs()]
+
+
+def test_ray_backend_names_the_extra(tmp_path: Path) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(BenchError, match=r"autoworld\[ray\]"):
+            run_bench(plan(["a"], WORLDS[:1], 1, 10), RunStore(tmp_path / "r.db"), fake_runner,
+                      backend="ray")
+    else:
+        pytest.skip("ray is installed")
+
+
+def test_outcome_from_a_nested_training_result() -> None:
+    from pydantic import BaseModel
+
+    class Eval(BaseModel):
+        normalized: float
+        normalized_gain: float
+        mean_return: float
+        success: float
+
+    class Result(BaseModel):
+        steps: int
+        final: Eval
+
+    out = outcome_from_result(Result(steps=5, final=Eval(normalized=0.9, normalized_gain=0.8,
+                                                          mean_return=0.7, success=1.0)))
+    assert out == CellOutcome(score_opt=0.9, score_random=0.8, raw_return=0.7, success=1.0)
+    # a TrainResult-like shape: top-level ``score`` is R / R_opt
+    top = outcome_from_result({"score": 0.4, "normalized_gain": 0.3, "mean_return": 2.0,
+                               "success": 0.5, "evaluation": {"normalized": 0.9}})
+    assert top == CellOutcome(score_opt=0.4, score_random=0.3, raw_return=2.0, success=0.5)
+    with pytest.raises(BenchError, match="normalized"):
+        outcome_from_result({"steps": 3})
+
+
+def test_outcome_from_the_real_train_result() -> None:
+    train = pytest.importorskip("autoworld.learners.train")
+    result = train.TrainResult(world="Empty-6x6", spec_hash="x", method="ppo", seed=0, steps=10,
+                               wall_time=1.0, score=0.6, normalized_gain=0.5, mean_return=0.7,
+                               success=1.0)
+    assert outcome_from_result(result) == CellOutcome(score_opt=0.6, score_random=0.5,
+                                                      raw_return=0.7, success=1.0)

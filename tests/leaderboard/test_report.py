@@ -1,0 +1,196 @@
+"""The leaderboard report: formats agree, plots are PNGs, and the CLI works end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from autoworld.leaderboard.bench import CellOutcome
+from autoworld.leaderboard.report import (
+    build_leaderboard,
+    fmt,
+    render,
+    text_tables,
+    write_plots,
+)
+from autoworld.leaderboard.stats import iqm, probability_of_improvement
+from autoworld.leaderboard.store import CellKey, RunRecord, RunStore
+
+WORLDS = ["DoorKey-8x8", "Empty-6x6", "IceRink-9x9"]
+TAGS = {"DoorKey-8x8": {"observation": "partial", "dynamics": "deterministic"},
+        "Empty-6x6": {"observation": "full", "dynamics": "deterministic"},
+        "IceRink-9x9": {"observation": "full", "dynamics": "stochastic"}}
+
+
+def make_runs() -> list[RunRecord]:
+    rng = np.random.default_rng(0)
+    runs = []
+    for m, base in (("ppo", 0.7), ("es", 0.5), ("random", 0.1)):
+        for w in WORLDS:
+            for s in range(4):
+                v = float(np.clip(base + rng.normal(0, 0.15), 0, 1))
+                runs.append(RunRecord(method=m, world=w, seed=s, steps=100, score_opt=v,
+                                      score_random=v - 0.05))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def board():
+    return build_leaderboard(make_runs(), reps=300, tags_of=TAGS.__getitem__)
+
+
+def test_aggregates_match_the_statistics(board) -> None:
+    runs = make_runs()
+    assert board.methods[0] == "ppo" and board.methods[-1] == "random"
+    ppo = [r.score_opt for r in runs if r.method == "ppo"]
+    top = board.summary[0]
+    assert top.iqm.point == pytest.approx(float(iqm(np.array(ppo))))
+    assert top.mean.point == pytest.approx(float(np.mean(ppo)))
+    assert top.worlds == 3 and top.runs == 12
+    cell = next(c for c in board.matrix if c.world == "Empty-6x6" and c.method == "es")
+    assert cell.mean == pytest.approx(np.mean([r.score_opt for r in runs
+                                               if r.method == "es" and r.world == "Empty-6x6"]))
+    by = {(c.method, c.axis, c.value): c for c in board.by_class}
+    assert by[("ppo", "dynamics", "deterministic")].worlds == 2
+    assert by[("ppo", "observation", "partial")].worlds == 1
+    imp = next(i for i in board.improvement if i.x == "ppo" and i.y == "es")
+    xs = [np.array([r.score_opt for r in runs if r.method == "ppo" and r.world == w])
+          for w in WORLDS]
+    ys = [np.array([r.score_opt for r in runs if r.method == "es" and r.world == w])
+          for w in WORLDS]
+    assert imp.probability.point == pytest.approx(probability_of_improvement(xs, ys).point)
+    rev = next(i for i in board.improvement if i.x == "es" and i.y == "ppo")
+    assert imp.probability.point + rev.probability.point == pytest.approx(1.0)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+\.\d{3}", text)]
+
+
+def test_formats_agree(board) -> None:
+    tables = text_tables(board)
+    md = render(board, "md")
+    table = render(board, "table")
+    rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
+    data = json.loads(render(board, "json"))
+    # every formatted cell appears in md and csv, in order, and the rich table shows the same
+    expected = [float(v) for t in tables for row in t.rows for v in row if re.fullmatch(
+        r"-?\d+\.\d{3}", v)]
+    assert _numbers(md) == expected
+    assert [float(r["value"]) for r in rows if re.fullmatch(r"-?\d+\.\d{3}", r["value"])] == \
+        expected
+    assert sorted(_numbers(table)) == sorted(expected)
+    # csv cell by cell equals the md table cell by cell
+    for t in tables:
+        block = md.split(f"### {t.title}\n\n")[1].split("\n\n")[0].splitlines()
+        md_rows = [[c.strip() for c in line.strip("|").split("|")] for line in block[2:]]
+        assert md_rows == t.rows
+        csv_rows = [r for r in rows if r["table"] == t.title]
+        assert [r["value"] for r in csv_rows] == [v for row in t.rows for v in row]
+    # json holds the same numbers at full precision
+    for s in data["summary"]:
+        line = next(r for r in tables[0].rows if r[0] == s["method"])
+        assert line[3:9] == [fmt(s["iqm"]["point"]), fmt(s["iqm"]["lo"]), fmt(s["iqm"]["hi"]),
+                             fmt(s["mean"]["point"]), fmt(s["mean"]["lo"]),
+                             fmt(s["mean"]["hi"])]
+        assert re.search(rf"\b{re.escape(s['method'])}\b.*{re.escape(line[3])}", table)
+    cell = data["matrix"][0]
+    mrow = next(r for r in tables[2].rows if r[0] == cell["world"])
+    assert mrow[1 + data["methods"].index(cell["method"])] == fmt(cell["mean"])
+    for imp in data["improvement"]:
+        prow = next(r for r in tables[3].rows if r[:2] == [imp["x"], imp["y"]])
+        assert prow[3] == fmt(imp["probability"]["point"])
+
+
+def test_plots_are_pngs(board, tmp_path: Path) -> None:
+    paths = write_plots(board, tmp_path / "plots")
+    assert {p.name for p in paths} == {"interval_estimates.png", "performance_profiles.png",
+                                       "probability_of_improvement.png"}
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+    assert not list((tmp_path / "plots").glob(".*tmp"))
+
+
+def cli_fake_runner(cell: CellKey) -> CellOutcome:
+    v = zlib.crc32(f"{cell.method}/{cell.world}/{cell.seed}".encode()) % 1000 / 1000
+    return CellOutcome(score_opt=v, score_random=v / 2, raw_return=v, success=float(v > 0.5))
+
+
+@pytest.fixture
+def fake_learners(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoworld.leaderboard import bench
+
+    monkeypatch.setattr(bench, "check_learners", lambda: None)
+    monkeypatch.setattr(bench, "available_methods", lambda: ["alpha", "beta"])
+    monkeypatch.setattr(bench, "make_train_runner", lambda **kw: cli_fake_runner)
+
+
+def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
+    from autoworld.cli.app import app
+
+    db = tmp_path / "lb.db"
+    cli = CliRunner()
+    args = ["bench", "--methods", "all", "--worlds", "Empty-6x6,*Lava*", "--seeds", "2",
+            "--steps", "50", "--db", str(db)]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    from autoworld.envs.catalogue import list_worlds
+
+    lava = [w for w in list_worlds() if "Lava" in w]
+    n = RunStore(db).count()
+    assert n == 2 * 2 * (1 + len(lava))
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and f"{n} already finished, 0 to run" in again.output
+    out = {}
+    for f in ("md", "csv", "json"):
+        res = cli.invoke(app, ["leaderboard", "--db", str(db), "--format", f, "--reps", "200"])
+        assert res.exit_code == 0, res.output
+        out[f] = res.output
+    data = json.loads(out["json"])
+    assert set(data["methods"]) == {"alpha", "beta"} and len(data["worlds"]) == 1 + len(lava)
+    assert _numbers(out["md"]) == [float(r["value"]) for r in csv.DictReader(
+        io.StringIO(out["csv"])) if re.fullmatch(r"-?\d+\.\d{3}", r["value"])]
+    plots = tmp_path / "plots"
+    res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200", "--plot", str(plots)])
+    assert res.exit_code == 0, res.output
+    assert "IQM" in res.output and len(list(plots.glob("*.png"))) == 3
+
+
+def test_cli_errors_are_one_line(fake_learners, tmp_path: Path) -> None:
+    from autoworld.cli.app import app
+
+    cli = CliRunner()
+    res = cli.invoke(app, ["leaderboard", "--db", str(tmp_path / "none.db")])
+    assert res.exit_code == 2 and "autoworld bench" in res.output
+    res = cli.invoke(app, ["bench", "--methods", "gamma", "--db", str(tmp_path / "x.db")])
+    assert res.exit_code == 2 and "unknown method" in res.output
+    res = cli.invoke(app, ["bench", "--worlds", "tag:nope", "--db", str(tmp_path / "x.db")])
+    assert res.exit_code == 2 and "matches no world" in res.output
+
+
+def test_cli_bench_says_when_learners_are_missing(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    import builtins
+
+    from autoworld.cli.app import app
+
+    real_import = builtins.__import__
+
+    def no_train(name, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if name == "autoworld.learners.train":
+            raise ImportError("No module named 'autoworld.learners.train'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_train)
+    res = CliRunner().invoke(app, ["bench", "--db", str(tmp_path / "x.db")])
+    assert res.exit_code == 2 and "learners are not available" in res.output
