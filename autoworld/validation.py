@@ -13,6 +13,12 @@ reported as skipped):
    worlds read the oracle values stored with their banks unless ``recompute`` is set.
 5. ``reliability``: on every level the oracle's optimal return beats the random policy's return
    by at least ``margin``.
+6. ``novelty`` (only with ``novelty=True`` or a ``NoveltyIndex``): the spec's canonical content
+   hash is not already in the catalogue or the current run, and its distance to the nearest
+   known world (``spec_distance``) is at least ``min_distance``.
+
+``extra_splits`` adds more (split, K) pairs to the levels and reliability stages (a generated
+world's 10 test and 5 validation levels are checked in one run).
 
 A spec is data: nothing in it is ever executed. Each stage's message names the field or level at
 fault and what to change.
@@ -31,8 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autoworld.errors import AutoworldError
 
-StageName = Literal["schema", "build", "smoke", "levels", "reliability"]
+StageName = Literal["schema", "build", "smoke", "levels", "reliability", "novelty"]
 STAGES: tuple[StageName, ...] = ("schema", "build", "smoke", "levels", "reliability")
+"""The stages every run has; ``novelty`` follows them when it is enabled."""
+ALL_STAGES: tuple[StageName, ...] = (*STAGES, "novelty")
+SplitName = Literal["train", "validation", "test"]
 
 
 class _Frozen(BaseModel):
@@ -63,6 +72,15 @@ class ValidationConfig(_Frozen):
         False, description="Re-solve levels whose oracle values the catalogue stores, and check "
         "that they agree."
     )
+    extra_splits: tuple[tuple[SplitName, int], ...] = Field(
+        (), description="More (split, K) pairs checked by the levels and reliability stages."
+    )
+    novelty: bool = Field(
+        False, description="Run the novelty stage (dedup against the catalogue and the run)."
+    )
+    min_distance: float = Field(
+        0.0, ge=0.0, le=1.0, description="Least distance to the nearest known world (novelty)."
+    )
 
 
 class StageResult(_Frozen):
@@ -85,6 +103,7 @@ class LevelCheck(_Frozen):
     """Oracle figures of one validated level."""
 
     index: int = Field(..., ge=0, description="Index of the level in its split.")
+    split: str = Field("", description="The level's split ('' for the run's main split).")
     seed: int = Field(..., description="Seed the level was drawn from.")
     optimal_return: float = Field(..., description="Oracle's optimal return (exact or bound).")
     exact: bool = Field(..., description="False when the optimal return is an upper bound only.")
@@ -279,8 +298,8 @@ def _levels(spec, cfg: ValidationConfig) -> tuple[str, list[LevelCheck], Any]:
             raise StageFailure(f"level {i} of {cfg.split!r}: the oracle's return is {opt}")
         rnd = info.get("random_return")
         checks.append(LevelCheck(
-            index=i, seed=int(bank.seeds[i]), optimal_return=float(opt), exact=bool(exact),
-            num_states=int(states),
+            index=i, split=cfg.split, seed=int(bank.seeds[i]), optimal_return=float(opt),
+            exact=bool(exact), num_states=int(states),
             random_return=None if rnd is None or cfg.recompute else float(rnd[i]),
         ))
     bounds = sum(not c.exact for c in checks)
@@ -309,9 +328,10 @@ def _reliability(spec, cfg: ValidationConfig, checks: list[LevelCheck], bank
         worst = min(worst, gap)
         if not gap >= cfg.margin:
             raise _ReliabilityFailure(
-                f"level {c.index} (seed {c.seed}): the random policy's return {rr:.3f} is "
-                f"within {cfg.margin} of the optimal {c.optimal_return:.3f}; make success depend "
-                "on behaviour (farther goal, more obstacles, a time_decay or step penalty)",
+                f"level {c.index} of {c.split!r} (seed {c.seed}): the random policy's return "
+                f"{rr:.3f} is within {cfg.margin} of the optimal {c.optimal_return:.3f}; make "
+                "success depend on behaviour (farther goal, more obstacles, a time_decay or "
+                "step penalty)",
                 out,
             )
     bounds = sum(not c.exact for c in out)
@@ -325,12 +345,102 @@ class _ReliabilityFailure(StageFailure):
         self.checks = checks
 
 
+# ====================================================================== novelty
+def _structure(spec) -> frozenset[str]:
+    """Structural tokens of a world: its component kinds per factor, layout kind and objects."""
+    tokens = {f"layout:{spec.layout.kind}"}
+    for factor in ("transition", "observation", "reward"):
+        tokens |= {f"{factor}:{c.kind}" for c in getattr(spec, factor)}
+    for name, value in spec.objects.model_dump().items():
+        if value and name != "goal":
+            tokens.add(f"objects:{name}")
+    return frozenset(tokens)
+
+
+def _numbers(spec) -> list[float]:
+    """Scale-free numeric profile: size, horizon and object densities, each in [0, 1]."""
+    o = spec.objects
+    return [spec.height / 32, spec.width / 32, spec.max_steps / 1000, o.coins / 20, o.lava / 0.3,
+            o.ice / 0.6, o.cracked / 0.4, o.checkpoints / 3]
+
+
+def spec_distance(a, b) -> float:
+    """Distance in [0, 1] between two worlds: 0.8 x the Jaccard distance of their structure
+    (component kinds per factor, layout kind, object kinds) + 0.2 x the mean absolute difference
+    of their normalized numbers (size, max_steps, object densities). 0 for identical worlds.
+
+    Example:
+        >>> from autoworld.envs.catalogue import load_world
+        >>> spec_distance(load_world("Empty-6x6"), load_world("Empty-6x6"))
+        0.0
+    """
+    sa, sb = _structure(a), _structure(b)
+    jaccard = 1.0 - len(sa & sb) / len(sa | sb)
+    na, nb = _numbers(a), _numbers(b)
+    numeric = sum(abs(x - y) for x, y in zip(na, nb, strict=True)) / len(na)
+    return round(0.8 * jaccard + 0.2 * min(1.0, numeric), 6)
+
+
+class NoveltyIndex:
+    """The worlds a new one must differ from: content hashes for exact dedup (name and
+    description excluded) and specs for the nearest-world distance."""
+
+    def __init__(self, specs: Any = ()) -> None:
+        self._by_hash: dict[str, str] = {}
+        self._specs: list[Any] = []
+        for spec in specs:
+            self.add(spec)
+
+    @classmethod
+    def from_catalogue(cls) -> NoveltyIndex:
+        """An index of every catalogue world."""
+        from autoworld.envs.catalogue import list_worlds, load_world
+
+        return cls(load_world(name) for name in list_worlds())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, spec: Any) -> bool:
+        return spec.content_hash in self._by_hash
+
+    def add(self, spec: Any) -> None:
+        """Remember ``spec`` (a world accepted in this run)."""
+        if spec.content_hash not in self._by_hash:
+            self._by_hash[spec.content_hash] = spec.name
+            self._specs.append(spec)
+
+    def nearest(self, spec: Any) -> tuple[str, float]:
+        """(name, distance) of the nearest known world; ('', 1.0) when the index is empty."""
+        best = ("", 1.0)
+        for other in self._specs:
+            d = spec_distance(spec, other)
+            if d < best[1]:
+                best = (other.name, d)
+        return best
+
+    def check(self, spec: Any, min_distance: float = 0.0) -> str:
+        """The novelty stage: raise StageFailure on a duplicate or a too-near world."""
+        twin = self._by_hash.get(spec.content_hash)
+        if twin is not None:
+            raise StageFailure(f"duplicate of {twin!r} (same content hash {spec.content_hash}); "
+                               "change a component, the layout or a parameter")
+        name, dist = self.nearest(spec)
+        if dist < min_distance:
+            raise StageFailure(f"too close to {name!r} (distance {dist:.3f} < {min_distance}); "
+                               "change a component or the layout")
+        near = f"nearest {name!r} at distance {dist:.3f}" if name else "no known world"
+        return f"new content hash among {len(self)} known worlds; {near}"
+
+
 # ====================================================================== driver
-def validate(source: Any, config: ValidationConfig | None = None, **overrides: Any
-             ) -> ValidationReport:
+def validate(source: Any, config: ValidationConfig | None = None, *,
+             novelty_index: NoveltyIndex | None = None, **overrides: Any) -> ValidationReport:
     """Validate a spec (mapping, spec file path, catalogue name or WorldSpec) stage by stage.
 
-    Keyword overrides set fields of ``config`` (e.g. ``num_levels=2``).
+    Keyword overrides set fields of ``config`` (e.g. ``num_levels=2``). ``novelty_index`` (the
+    known worlds; default the catalogue when ``novelty`` is set) enables the novelty stage; the
+    caller adds accepted worlds to it.
 
     Example:
         >>> report = validate("DoorKey-8x8", num_levels=2)
@@ -341,7 +451,7 @@ def validate(source: Any, config: ValidationConfig | None = None, **overrides: A
     cfg = ValidationConfig.model_validate(cfg.model_dump())
     results: list[StageResult] = []
     level_checks: list[LevelCheck] = []
-    spec = engine = bank = None
+    spec = engine = None
     world = content_hash = ""
 
     def run_stage(name: StageName, fn: Callable[[], str]) -> bool:
@@ -373,27 +483,49 @@ def validate(source: Any, config: ValidationConfig | None = None, **overrides: A
     def smoke() -> str:
         return _smoke(engine, cfg)
 
+    banks: dict[str, Any] = {}
+
+    def level_configs() -> list[ValidationConfig]:
+        pairs = [(cfg.split, cfg.num_levels), *cfg.extra_splits]
+        return [cfg.model_copy(update={"split": sp, "num_levels": k}) for sp, k in pairs]
+
     def levels_stage() -> str:
-        nonlocal level_checks, bank
-        message, level_checks, bank = _levels(spec, cfg)
-        return message
+        nonlocal level_checks
+        messages = []
+        for sub in level_configs():
+            message, checks, banks[sub.split] = _levels(spec, sub)
+            level_checks = [*level_checks, *checks]
+            messages.append(message if sub.split == cfg.split else f"{sub.split}: {message}")
+        return "; ".join(messages)
 
     def reliability() -> str:
         nonlocal level_checks
+        done: dict[tuple[str, int], LevelCheck] = {}
+        messages = []
         try:
-            message, level_checks = _reliability(spec, cfg, level_checks, bank)
+            for sub in level_configs():
+                mine = [c for c in level_checks if c.split == sub.split]
+                message, out = _reliability(spec, sub, mine, banks[sub.split])
+                done.update({(c.split, c.index): c for c in out})
+                messages.append(message if sub.split == cfg.split else f"{sub.split}: {message}")
         except _ReliabilityFailure as exc:
-            done = {c.index: c for c in exc.checks}
-            level_checks = [done.get(c.index, c) for c in level_checks]
+            done.update({(c.split, c.index): c for c in exc.checks})
             raise
-        return message
+        finally:
+            level_checks = [done.get((c.split, c.index), c) for c in level_checks]
+        return "; ".join(messages)
+
+    def novelty_stage() -> str:
+        index = novelty_index if novelty_index is not None else NoveltyIndex.from_catalogue()
+        return index.check(spec, cfg.min_distance)
 
     stages: dict[StageName, Callable[[], str]] = {
         "schema": schema, "build": build, "smoke": smoke, "levels": levels_stage,
-        "reliability": reliability,
+        "reliability": reliability, "novelty": novelty_stage,
     }
+    names = ALL_STAGES if cfg.novelty or novelty_index is not None else STAGES
     failed = False
-    for name in STAGES:
+    for name in names:
         if failed:
             results.append(StageResult(name=name, status="skipped", passed=False,
                                        message="skipped: an earlier stage failed"))
