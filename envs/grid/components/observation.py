@@ -12,6 +12,7 @@ observation's ``stream_offset`` (the true final observation uses other streams).
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 from typing import Annotated, Literal
 
@@ -111,22 +112,24 @@ class Egocentric(GridComponent):
         # neutral default of envs without it must not widen everyone's image)
         self.K = K = max(p.size for p, a in zip(self.params, self.active.tolist(), strict=True)
                          if a)
-        # table[g, pos*4 + dir, i*K + j] = flat index of view cell (i, j)
+        # table[g, pos*4 + dir, i*K + j] = flat index of view cell (i, j), built vectorized
         table = np.full((len(eng.geometries), eng.P * 4, K * K), eng.sentinel, dtype=np.int64)
+        deltas = np.array(DIR_DELTAS)  # (4, 2)
+        fwd = deltas  # (4, 2): forward per direction
+        right = deltas[[1, 2, 3, 0]]  # (4, 2): the agent's right per direction
+        f = (K - 1 - np.arange(K))[:, None]  # (K, 1) cells ahead
+        lat = (np.arange(K) - K // 2)[None, :]  # (1, K) cells to the right
+        r = np.arange(eng.H)[:, None, None, None, None]
+        c = np.arange(eng.W)[None, :, None, None, None]
+        dr = (f[None] * fwd[:, 0, None, None] + lat[None] * right[:, 0, None, None])[None, None]
+        dc = (f[None] * fwd[:, 1, None, None] + lat[None] * right[:, 1, None, None])[None, None]
         for gi, g in enumerate(eng.geometries):
-            for r in range(eng.H):
-                for c in range(eng.W):
-                    for d in range(4):
-                        fr, fc = DIR_DELTAS[d]
-                        rr, rc = DIR_DELTAS[(d + 1) % 4]
-                        row = table[gi, (r * eng.W + c) * 4 + d]
-                        for i in range(K):
-                            f = K - 1 - i
-                            for j in range(K):
-                                lat = j - K // 2
-                                row[i * K + j] = eng.cell_index(
-                                    g, r + f * fr + lat * rr, c + f * fc + lat * rc
-                                )
+            rows, cols = r + dr, c + dc  # (H, W, 4, K, K)
+            if g.wrap:
+                rows, cols = rows % g.height, cols % g.width
+            inside = (rows >= 0) & (rows < eng.H) & (cols >= 0) & (cols < eng.W)
+            flat = np.where(inside, rows * eng.W + cols, eng.sentinel)
+            table[gi, : eng.H * eng.W * 4] = flat.reshape(eng.H * eng.W * 4, K * K)
         self.table = torch.from_numpy(table.reshape(-1, K * K)).to(self.device)
         self.geom_off = (eng.geom_id * (eng.P * 4)) if len(eng.geometries) > 1 else None
         sizes = {p.size for p, a in zip(self.params, self.active.tolist(), strict=True) if a}
@@ -193,6 +196,7 @@ def _segment_crosses(p0: tuple[Fraction, Fraction], p1: tuple[Fraction, Fraction
     return t1 > t0
 
 
+@functools.lru_cache(maxsize=16)
 def sight_lines(K: int) -> np.ndarray:
     """(K*K, M) int64: for each cell of a K x K egocentric view, the view cells whose interior the
     straight segment from the agent's cell centre (bottom row, middle column) to that cell's
