@@ -112,3 +112,15 @@ def test_cpu_and_cuda_trajectories_are_identical(world):
     cpu = _trajectory(spec, "cpu")
     cuda = _trajectory(spec, "cuda")
     assert torch.equal(cpu[0], cuda[0]) and torch.equal(cpu[1], cuda[1])
+
+
+def test_egocentric_view_shows_the_carried_key_in_the_agents_cell():
+    """MiniGrid draws the carried object in the agent's cell; a policy must see the key."""
+    spec = make_spec(transition=[{"kind": "turn_forward"}, {"kind": "keys_doors"}],
+                     observation=[{"kind": "egocentric", "size": 5}])
+    eng = make_engine(spec, ["#####", "#k..#", "##D##", "#..G#", "#####"], agent=(1, 2),
+                      direction=2)
+    assert int(eng.observe(eng.state)["image"][0, 4, 2]) == Cell.EMPTY
+    act(eng, 3)  # pick up the key in front
+    image = eng.observe(eng.state)["image"][0]
+    assert int(image[4, 2]) == Cell.KEY and int(image[3, 2]) == Cell.EMPTY

@@ -162,7 +162,11 @@ class Egocentric(GridComponent):
         buf = self._index_buffer(idx.shape[0])
         cells = torch.index_select(self.table, 0, idx, out=buf) if buf is not None else \
             self.table.index_select(0, idx)
-        img = s.grid.gather(1, cells).view(-1, self.K, self.K)
+        flat = s.grid.gather(1, cells)  # (B, K*K)
+        # as in MiniGrid, the agent's own cell shows what it carries (the key), if anything
+        me = (self.K - 1) * self.K + self.K // 2
+        flat[:, me] = torch.where(s.carrying > 0, CELL.KEY, flat[:, me])
+        img = flat.view(-1, self.K, self.K)
         if self.window is not None:
             img = torch.where(self.window, img, int(CELL.PAD))
         _merge_view(ctx, self, img)
