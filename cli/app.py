@@ -5,12 +5,17 @@ from __future__ import annotations
 import typer
 
 from autoworld import __version__
+from autoworld.cli.bench import bench_command
 from autoworld.cli.components import components_command
 from autoworld.cli.demo import demo_command
+from autoworld.cli.generate import generate_command
+from autoworld.cli.leaderboard import leaderboard_command
 from autoworld.cli.list_worlds import list_command
+from autoworld.cli.methods import methods_command
 from autoworld.cli.play import play_command
 from autoworld.cli.schema import schema_command
 from autoworld.cli.show import show_command
+from autoworld.cli.train import train_command
 from autoworld.cli.validate import validate_command
 
 app = typer.Typer(
@@ -44,6 +49,11 @@ app.command("validate")(validate_command)
 app.command("schema")(schema_command)
 app.command("components")(components_command)
 app.command("demo")(demo_command)
+app.command("train")(train_command)
+app.command("generate")(generate_command)
+app.command("bench")(bench_command)
+app.command("leaderboard")(leaderboard_command)
+app.command("methods")(methods_command)
 
 
 def _click_exception() -> type[Exception]:

@@ -1,0 +1,100 @@
+"""Learning-speed benchmark: PPO on DoorKey-8x8 on CPU, against the oracle.
+
+Trains autoworld's PPO on the batched engine and prints one JSON line per evaluation (wall time,
+env steps, steps/s, test-level R / R_opt and (R - R_rand) / (R_opt - R_rand)) and a final summary
+line. The target (docs/benchmarks.md) is 0.9 oracle-normalized return in under 5 minutes on 2 CPU
+cores. Evaluation time counts in the wall time.
+
+    python benchmarks/ppo_doorkey.py --minutes 5 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", default="DoorKey-8x8")
+    ap.add_argument("--minutes", type=float, default=5.0, help="Wall-clock budget.")
+    ap.add_argument("--max-steps", type=int, default=20_000_000, help="Env-step budget.")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
+    ap.add_argument("--num-envs", type=int, default=256)
+    ap.add_argument("--num-steps", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--minibatches", type=int, default=4)
+    ap.add_argument("--ent-coef", type=float, default=0.01)
+    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--trunk", default="mlp", choices=["mlp", "conv"])
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--eval-every", type=float, default=15.0, help="Seconds between evals.")
+    ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per test level.")
+    ap.add_argument("--target", type=float, default=0.9, help="Stop at this normalized score.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from autoworld.envs.catalogue import load_world
+    from autoworld.learners.evaluation import evaluate
+    from autoworld.learners.policies import PolicyConfig
+    from autoworld.learners.ppo import PPO, PPOConfig
+
+    spec = load_world(args.world)
+    cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
+                    anneal_lr=False, update_epochs=args.epochs,
+                    num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
+                    policy=PolicyConfig(trunk=args.trunk, hidden=args.hidden))
+    conditions = {"world": args.world, "threads": args.threads, "device": args.device,
+                  "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
+                  "machine": platform.processor() or platform.machine(),
+                  "torch": torch.__version__, "config": cfg.model_dump(mode="json"),
+                  "seed": args.seed}
+    print(json.dumps({"kind": "conditions", **conditions}), flush=True)
+    start = time.perf_counter()
+    learner = PPO(spec, cfg, total_steps=args.max_steps, device=args.device, seed=args.seed)
+    budget = args.minutes * 60.0
+    next_eval = args.eval_every
+    reached = None
+    best = {"normalized": 0.0, "normalized_gain": 0.0}
+    while learner.iteration < learner.num_iterations:
+        stats = learner.iterate()
+        elapsed = time.perf_counter() - start
+        if elapsed < next_eval and elapsed < budget:
+            continue
+        next_eval = elapsed + args.eval_every
+        res = evaluate(learner.policy, spec, "test", args.eval_episodes, args.device,
+                       seed=args.seed)
+        elapsed = time.perf_counter() - start
+        rec = {"kind": "eval", "wall_time": round(elapsed, 2), "steps": learner.global_step,
+               "steps_per_second": round(learner.global_step / elapsed),
+               "train_return": stats["episode_return"], "entropy": round(stats["entropy"], 3),
+               "test_return": res.mean_return,
+               "normalized": res.normalized, "normalized_gain": res.normalized_gain,
+               "success": res.success}
+        print(json.dumps(rec), flush=True)
+        if res.normalized_gain > best["normalized_gain"]:
+            best = {"normalized": res.normalized, "normalized_gain": res.normalized_gain}
+        if reached is None and min(res.normalized, res.normalized_gain) >= args.target:
+            reached = {"wall_time": round(elapsed, 2), "steps": learner.global_step}
+            break
+        if elapsed >= budget:
+            break
+    summary = {"kind": "summary", "target": args.target, "reached": reached,
+               "wall_time": round(time.perf_counter() - start, 2),
+               "steps": learner.global_step, "best": best,
+               "load_avg_end": os.getloadavg()[0]}
+    print(json.dumps(summary), flush=True)
+    return 0 if reached is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""`autoworld train`: train a learning method on a world with a live display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from autoworld.cli.common import console, fail, handle_errors, load_world_arg
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "-" if x is None or (isinstance(x, float) and x != x) else format(x, spec)
+
+
+class _Display:
+    """The live table: steps, steps/s, training return, validation scores."""
+
+    def __init__(self, world: str, method: str, total: int) -> None:
+        self.world, self.method, self.total = world, method, total
+        self.train: dict[str, Any] = {}
+        self.eval: dict[str, Any] = {}
+
+    def update(self, rec: dict[str, Any]) -> None:
+        (self.eval if rec.get("kind") == "eval" else self.train).update(rec)
+
+    def __rich__(self) -> Table:
+        t = Table(title=f"{self.method} on {self.world}", show_header=False, min_width=44)
+        t.add_column(style="bold")
+        t.add_column(justify="right")
+        t.add_row("steps", f"{self.train.get('step', 0):,} / {self.total:,}")
+        t.add_row("steps/s", _fmt(self.train.get("steps_per_second"), ",.0f"))
+        t.add_row("episode return", _fmt(self.train.get("episode_return")))
+        t.add_row("entropy", _fmt(self.train.get("entropy")))
+        t.add_row("val return", _fmt(self.eval.get("mean_return")))
+        t.add_row("val R/R_opt", _fmt(self.eval.get("normalized")))
+        t.add_row("val (R-R_rand)/(R_opt-R_rand)", _fmt(self.eval.get("normalized_gain")))
+        t.add_row("val success", _fmt(self.eval.get("success")))
+        return t
+
+
+@handle_errors
+def train_command(
+    world: str = typer.Argument(..., help="Catalogue world name or spec file (.yaml/.json)."),
+    method: str = typer.Option("ppo", "--method", "-m", help="Learning method (see "
+                               "`autoworld methods`)."),
+    steps: int = typer.Option(200_000, "--steps", "-n", min=1, help="Environment steps."),
+    num_envs: int = typer.Option(256, "--num-envs", "-b", min=1, help="Parallel envs."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Root seed."),
+    device: str = typer.Option("cpu", "--device", "-d", help="Torch device (cpu, cuda, ...)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default "
+                                        "runs/<world>-<method>-s<seed>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's "
+                                "last checkpoint."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's "
+                                "default; 1 is fastest for small nets on a busy machine)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live display."),
+) -> None:
+    """Train METHOD on WORLD; metrics.jsonl, TensorBoard and checkpoints go to the run dir."""
+    import torch
+
+    from autoworld.learners.train import available_methods, train
+
+    spec = load_world_arg(world)
+    if method not in available_methods():
+        raise fail(f"--method: unknown method {method!r}; use one of "
+                   f"{', '.join(available_methods())}")
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise fail(f"--device {device}: CUDA is not available here; use --device cpu")
+    out = run_dir or Path("runs") / f"{spec.name}-{method}-s{seed}"
+    display = _Display(spec.name, method, steps)
+    if quiet:
+        result = train(spec, method, steps, num_envs, seed, device, out, resume)
+    else:
+        with Live(display, console=console, refresh_per_second=4, transient=False) as live:
+            def on_record(rec: dict[str, Any]) -> None:
+                display.update(rec)
+                live.refresh()
+
+            result = train(spec, method, steps, num_envs, seed, device, out, resume,
+                           callback=on_record)
+    console.print(f"[bold]{result.world}[/bold] {result.method}: {result.steps:,} steps in "
+                  f"{result.wall_time:.1f}s, R/R_opt {result.score:.3f}, "
+                  f"(R-R_rand)/(R_opt-R_rand) {result.normalized_gain:.3f}, "
+                  f"success {result.success:.2f}")
+    console.print(f"run directory: {out}")

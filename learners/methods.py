@@ -1,0 +1,373 @@
+"""The registry of learning methods: named Selection x Optimization x Component combinations.
+
+Every method has one entry point, ``run(world, steps, num_envs, seed, device, run_dir)``, that
+trains from a fresh policy within ``steps`` env-steps and returns a ``MethodResult`` with the
+oracle-normalized score of the initial and the final policy on the world's validation levels
+(``learners.evaluation.evaluate``). ``docs/methods.md`` tabulates the registry.
+
+Example:
+    >>> from autoworld.learners.methods import METHODS
+    >>> sorted(METHODS)[:3]
+    ['bc', 'bc+ppo', 'cem']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoworld.errors import AutoworldError
+from autoworld.learners.policies import ActorCritic, PolicyConfig, policy_from_spec
+
+log = logging.getLogger(__name__)
+
+
+class MethodError(AutoworldError):
+    """An unknown method name or a method that cannot run on a world."""
+
+
+class MethodOptions(BaseModel):
+    """Knobs shared by every method (each method keeps its own defaults for the rest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Network of every "
+                                 "candidate.")
+    eval_episodes: int = Field(8, ge=1, description="Validation episodes per level for the "
+                               "initial and final scores.")
+    greedy_eval: bool | None = Field(None, description="Score with argmax actions instead of "
+                                     "sampling (None: the method's own rule; weight-space "
+                                     "methods search deterministic policies and act greedily).")
+    population: int | None = Field(None, ge=2, description="Population size of population "
+                                   "methods (None: the method's default).")
+    bc_levels: int = Field(64, ge=1, description="Oracle demonstrations cloned by BC methods.")
+    test_eval: bool = Field(False, description="Also score the final policy on the test "
+                            "levels (``MethodResult.test_score``), for reports that select "
+                            "on validation.")
+
+
+class MethodResult(BaseModel):
+    """What one run of a method achieved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(..., description="Registered method name.")
+    world: str = Field(..., description="World name.")
+    seed: int = Field(..., description="Root seed of the run.")
+    steps: int = Field(..., ge=0, description="Env-step budget.")
+    env_steps: int = Field(..., ge=0, description="Env-steps actually spent.")
+    initial_score: float = Field(..., description="Normalized score (R / R_opt) of the initial "
+                                 "policy on validation levels.")
+    score: float = Field(..., description="Normalized score (R / R_opt) of the final policy.")
+    normalized_gain: float = Field(..., description="(R - R_rand) / (R_opt - R_rand) of the "
+                                   "final policy.")
+    mean_return: float = Field(..., description="Mean validation return of the final policy.")
+    success: float = Field(..., description="Validation success rate of the final policy.")
+    initial_test_score: float | None = Field(None, description="R / R_opt of the initial "
+                                             "policy on the test levels (with test_eval).")
+    test_score: float | None = Field(None, description="R / R_opt of the final policy on the "
+                                     "test levels (when ``MethodOptions.test_eval``).")
+    seconds: float = Field(..., ge=0, description="Wall-clock time of the run.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Method-specific facts.")
+
+
+RunFn = Callable[..., MethodResult]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered learning method."""
+
+    name: str
+    selection: Literal["best", "pareto", "tournament"]
+    optimization: str
+    component: str
+    description: str
+    run: RunFn = field(repr=False)
+
+    def row(self) -> dict[str, str]:
+        """The JSON-able description (without the callable)."""
+        return {"name": self.name, "selection": self.selection,
+                "optimization": self.optimization, "component": self.component,
+                "description": self.description}
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method; duplicate names are refused."""
+    if spec.name in METHODS:
+        raise MethodError(f"method {spec.name!r} is already registered")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; use one of {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+# ====================================================================== shared plumbing
+def _world(world):
+    if isinstance(world, str):
+        from autoworld.envs.catalogue import load_world
+
+        return load_world(world)
+    return world
+
+
+def _fresh_policy(spec, config: PolicyConfig, seed: int) -> ActorCritic:
+    from autoworld import rng
+    from autoworld.envs.grid.engine import GridEngine
+
+    if config.recurrent:
+        raise MethodError("weight-space methods evaluate feed-forward policies only; unset "
+                          "PolicyConfig.recurrent")
+    obs_spec = GridEngine(spec, num_envs=1, final_obs=False).observation_spec()
+    with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
+        torch.manual_seed(rng.derive_seed(seed, "policy-init") & 0x7FFFFFFF)
+        return policy_from_spec(obs_spec, config)
+
+
+class _Run:
+    """Bookkeeping of one method run: the initial score, metrics.jsonl, the final result."""
+
+    def __init__(self, name: str, spec, steps: int, seed: int, device: str,
+                 run_dir: str | Path | None, options: MethodOptions, greedy: bool = False) -> None:
+        self.name, self.spec, self.steps, self.seed = name, spec, steps, seed
+        self.device, self.options = device, options
+        self.greedy = greedy if options.greedy_eval is None else options.greedy_eval
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.start = time.perf_counter()
+        self.initial: float | None = None
+        self.initial_test: float | None = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+
+    def evaluate(self, policy: ActorCritic, split: str = "validation"):
+        from autoworld.learners.evaluation import evaluate
+
+        return evaluate(policy, self.spec, split, self.options.eval_episodes,
+                        self.device, seed=self.seed, greedy=self.greedy)
+
+    def score_initial(self, policy: ActorCritic) -> None:
+        """Score the untrained policy (validation; test too with ``test_eval``)."""
+        self.initial = self.evaluate(policy).normalized
+        if self.options.test_eval:
+            self.initial_test = self.evaluate(policy, "test").normalized
+
+    def log(self, row: BaseModel | dict) -> None:
+        if self.run_dir is None:
+            return
+        data = row.model_dump() if isinstance(row, BaseModel) else row
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, default=float) + "\n")
+
+    def finish(self, policy: ActorCritic, env_steps: int, **extra: Any) -> MethodResult:
+        res = self.evaluate(policy)
+        test = self.evaluate(policy, "test").normalized if self.options.test_eval else None
+        out = MethodResult(method=self.name, world=self.spec.name, seed=self.seed,
+                           steps=self.steps, env_steps=int(env_steps),
+                           initial_score=float(self.initial if self.initial is not None
+                                               else float("nan")),
+                           score=res.normalized, normalized_gain=res.normalized_gain,
+                           mean_return=res.mean_return, success=res.success, test_score=test,
+                           initial_test_score=self.initial_test,
+                           seconds=time.perf_counter() - self.start, extra=extra)
+        if self.run_dir is not None:
+            from autoworld.learners.checkpoint import atomic_write_text, save_policy
+
+            save_policy(policy, self.run_dir / "policy", spec_hash=self.spec.content_hash,
+                        method=self.name, world=self.spec.name)
+            atomic_write_text(self.run_dir / "result.json", out.model_dump_json(indent=1) + "\n")
+        return out
+
+
+def _episodes(num_envs: int, population: int) -> int:
+    return max(1, num_envs // (population + 1))
+
+
+# ====================================================================== weight-space methods
+def _run_weight_space(name: str, kind: str, selection: str, world, steps: int, num_envs: int,
+                      seed: int, device: str, run_dir, options: MethodOptions | None
+                      ) -> MethodResult:
+    from autoworld.learners import soe
+    from autoworld.learners.cem import CEMConfig, CEMOperator
+    from autoworld.learners.es import ESConfig, ESOperator
+    from autoworld.learners.genetic import GAConfig, MutationOperator
+
+    options = options or MethodOptions()
+    spec = _world(world)
+    run = _Run(name, spec, steps, seed, device, run_dir, options, greedy=True)
+    policy = _fresh_policy(spec, options.policy, seed).to(device)
+    run.score_initial(policy)
+    theta = soe.flat_params(policy).cpu()  # operators keep their search state on the host
+    pop_kw = {} if options.population is None else {"population": options.population}
+    rng = np.random.default_rng(seed)
+    if kind == "es":
+        cfg = ESConfig(pareto=selection == "pareto", **pop_kw)
+        cfg = cfg.model_copy(update={"episodes": _episodes(num_envs, cfg.population)})
+        op: Any = ESOperator(theta, cfg, seed=seed)
+    elif kind == "cem":
+        cfg = CEMConfig(**pop_kw)
+        cfg = cfg.model_copy(update={"episodes": _episodes(num_envs, cfg.population)})
+        op = CEMOperator(theta, cfg, seed=seed)
+    else:
+        cfg = GAConfig(**pop_kw)
+        cfg = cfg.model_copy(update={"episodes": _episodes(num_envs, cfg.population)})
+        op = MutationOperator(cfg, seed=seed)
+    if kind == "ga":
+        k = cfg.parents
+        rules = {"best": lambda c: soe.select_best(c, k),
+                 "pareto": lambda c: soe.select_pareto(c, k),
+                 "tournament": lambda c: soe.select_tournament(c, k, 3, rng)}
+        select = rules[selection]
+    else:
+        select = lambda c: soe.select_best(c, 1)  # noqa: E731 - the centre lives in the operator
+    evaluator = soe.PopulationEvaluator(spec, policy, episodes=cfg.episodes, device=device,
+                                        greedy=run.greedy)
+    first = soe.Candidate(params=theta.clone())
+    spent = evaluator.score([first], seed)
+    pool = soe.Pool([first], capacity=None if kind == "ga" else 1)
+    logs = soe.soe_loop(pool, select, op, evaluator.score, steps=max(0, steps - spent),
+                        seed=seed, on_iteration=run.log)
+    spent += logs[-1].env_steps if logs else 0
+    final = op.theta if kind == "es" else op.mean if kind == "cem" else pool.best().params
+    soe.load_flat(policy, final)
+    return run.finish(policy, spent, generations=len(logs), greedy=run.greedy,
+                      config=cfg.model_dump())
+
+
+# ====================================================================== PPO-based methods
+def _ppo_config(num_envs: int, options: MethodOptions, steps: int):
+    from autoworld.learners.ppo import PPOConfig
+
+    num_steps = 128 if steps >= 128 * num_envs * 8 else 32
+    return PPOConfig(num_envs=num_envs, num_steps=num_steps, policy=options.policy)
+
+
+def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device: str, run_dir,
+                  options: MethodOptions | None, *, bc_first: bool = False,
+                  pbt: bool = False) -> MethodResult:
+    from autoworld.learners.ppo import PPO
+
+    options = options or MethodOptions()
+    spec = _world(world)
+    run = _Run(name, spec, steps, seed, device, run_dir, options)
+    cfg = _ppo_config(num_envs, options, steps)
+    extra: dict[str, Any] = {}
+    if pbt:
+        from autoworld.learners.pbt import PBTConfig, run_pbt
+
+        pcfg = PBTConfig(**({} if options.population is None
+                            else {"population": options.population}))
+        init = PPO(spec, cfg.model_copy(update={"num_envs": 1}), 1, device=device,
+                   seed=seed * 1000)  # member 0's initial weights
+        run.score_initial(init.policy)
+        learner, logs = run_pbt(spec, cfg, pcfg, steps, device=device, seed=seed,
+                                on_round=run.log)
+        spent = logs[-1].env_steps if logs else 0
+        extra["hparams"] = logs[-1].hparams if logs else []
+        return run.finish(learner.policy, spent, **extra)
+    learner = PPO(spec, cfg, steps, device=device, seed=seed)
+    run.score_initial(learner.policy)
+    if bc_first:
+        from autoworld.learners.bc import BCConfig, accuracy, clone, collect_demonstrations
+
+        demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
+        clone(learner.policy, demos, BCConfig(), seed=seed)
+        extra["bc_accuracy"] = accuracy(learner.policy, demos)
+        extra["bc_score"] = run.evaluate(learner.policy).normalized
+    while learner.iteration < learner.num_iterations:
+        stats = learner.iterate()
+        run.log({"iteration": learner.iteration, "env_steps": learner.global_step, **stats})
+    return run.finish(learner.policy, learner.global_step, **extra)
+
+
+def _run_bc(name: str, world, steps: int, num_envs: int, seed: int, device: str, run_dir,
+            options: MethodOptions | None) -> MethodResult:
+    from autoworld.learners.bc import BCConfig, accuracy, clone, collect_demonstrations
+
+    options = options or MethodOptions()
+    spec = _world(world)
+    run = _Run(name, spec, steps, seed, device, run_dir, options)
+    policy = _fresh_policy(spec, options.policy, seed).to(device)
+    run.score_initial(policy)
+    demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
+    losses = clone(policy, demos, BCConfig(), seed=seed)
+    for epoch, loss in enumerate(losses):
+        run.log({"epoch": epoch, "loss": loss})
+    # BC spends no env-steps learning; the demonstrations' replay is the only interaction
+    return run.finish(policy, int(demos.actions.shape[0]), accuracy=accuracy(policy, demos),
+                      demonstrations=int(demos.actions.shape[0]), levels=demos.levels)
+
+
+# ====================================================================== the registry
+def _weight_space(name: str, kind: str, selection: str) -> RunFn:
+    def run(world, steps: int = 100_000, num_envs: int = 64, seed: int = 0, device: str = "cpu",
+            run_dir=None, options: MethodOptions | None = None) -> MethodResult:
+        return _run_weight_space(name, kind, selection, world, steps, num_envs, seed, device,
+                                 run_dir, options)
+
+    return run
+
+
+def _ppo_family(name: str, **flags: bool) -> RunFn:
+    def run(world, steps: int = 100_000, num_envs: int = 64, seed: int = 0, device: str = "cpu",
+            run_dir=None, options: MethodOptions | None = None) -> MethodResult:
+        return _run_ppo_like(name, world, steps, num_envs, seed, device, run_dir, options,
+                             **flags)
+
+    return run
+
+
+def _bc_run(world, steps: int = 100_000, num_envs: int = 64, seed: int = 0, device: str = "cpu",
+            run_dir=None, options: MethodOptions | None = None) -> MethodResult:
+    return _run_bc("bc", world, steps, num_envs, seed, device, run_dir, options)
+
+
+W, HP = "policy weights", "policy weights + PPO hyper-parameters"
+for _spec in (
+    MethodSpec("ppo", "best", "PPO (GAE, clipped objective)", W,
+               "One PPO learner on vectorized rollouts.", _ppo_family("ppo")),
+    MethodSpec("ppo-pbt", "best", "PBT exploit/explore over PPO", HP,
+               "A population of PPO learners; the bottom quarter copies a top member and "
+               "perturbs its hyper-parameters.", _ppo_family("ppo-pbt", pbt=True)),
+    MethodSpec("es", "best", "OpenAI-ES (antithetic, centred ranks, Adam)", W,
+               "A Gaussian search around one centre, ranked by return.",
+               _weight_space("es", "es", "best")),
+    MethodSpec("es-pareto", "pareto", "OpenAI-ES (antithetic, centred ranks, Adam)", W,
+               "ES ranking perturbations by Pareto front over (return, success, -length).",
+               _weight_space("es-pareto", "es", "pareto")),
+    MethodSpec("cem", "best", "Cross-entropy method (diagonal Gaussian)", W,
+               "Refit a Gaussian over weights to the elite quarter of each sample.",
+               _weight_space("cem", "cem", "best")),
+    MethodSpec("ga", "best", "Gaussian mutation, elitism", W,
+               "Mutation-only GA with truncation selection of the top parents.",
+               _weight_space("ga", "ga", "best")),
+    MethodSpec("ga-tournament", "tournament", "Gaussian mutation, elitism", W,
+               "Mutation-only GA whose parents win size-3 tournaments.",
+               _weight_space("ga-tournament", "ga", "tournament")),
+    MethodSpec("ga-pareto", "pareto", "Gaussian mutation, elitism", W,
+               "Mutation-only GA whose parents are the best Pareto ranks over (return, "
+               "success, -length).", _weight_space("ga-pareto", "ga", "pareto")),
+    MethodSpec("bc", "best", "Behaviour cloning of oracle plans", W,
+               "Cross-entropy on (observation, optimal action) pairs; no reward signal.",
+               _bc_run),
+    MethodSpec("bc+ppo", "best", "Behaviour cloning, then PPO", W,
+               "Clone oracle plans, then fine-tune with PPO on the reward.",
+               _ppo_family("bc+ppo", bc_first=True)),
+):
+    register(_spec)

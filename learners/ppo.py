@@ -1,0 +1,282 @@
+"""PPO (clipped objective, GAE) on the batched grid engine, CleanRL style.
+
+Read top to bottom: config, advantage estimation, the learner (storage, rollout, update). All
+tensors live on one device; the rollout steps every env at once (no Python loop over envs);
+truncated episodes are bootstrapped with the value of their true final observation
+(``info["final_obs"]``). ``PPO.iterate()`` runs one rollout and one update; the training driver
+(``learners/train.py``) adds evaluation, logging and checkpoints around it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from autoworld.learners.policies import PolicyConfig, policy_from_spec, sample_actions
+
+
+class PPOConfig(BaseModel):
+    """Hyper-parameters of PPO."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_envs: int = Field(256, ge=1, le=1 << 20, description="Parallel envs in the rollout.")
+    num_steps: int = Field(128, ge=1, le=4096, description="Steps per env per rollout.")
+    learning_rate: float = Field(5e-4, gt=0, le=1.0, description="Adam learning rate.")
+    anneal_lr: bool = Field(True, description="Decay the learning rate linearly to 0.")
+    gamma: float = Field(0.99, ge=0.0, le=1.0, description="Discount factor.")
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
+    num_minibatches: int = Field(4, ge=1, description="Minibatches per epoch.")
+    update_epochs: int = Field(4, ge=1, description="Epochs over each rollout.")
+    norm_adv: bool = Field(True, description="Normalize advantages per minibatch.")
+    clip_coef: float = Field(0.2, gt=0, description="PPO ratio clipping coefficient.")
+    clip_vloss: bool = Field(True, description="Clip the value loss like the ratio.")
+    ent_coef: float = Field(0.01, ge=0, description="Entropy bonus coefficient.")
+    vf_coef: float = Field(0.5, ge=0, description="Value loss coefficient.")
+    max_grad_norm: float = Field(0.5, gt=0, description="Global gradient-norm clip.")
+    target_kl: float | None = Field(None, gt=0, description="Stop the epochs early above this "
+                                    "approximate KL (None: never).")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Network.")
+
+
+# ============================================================================ advantages
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+                next_value: torch.Tensor, gamma: float, lam: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over a rollout of T steps.
+
+    Args:
+        rewards: (T, B) reward of step t (truncation bootstraps already folded in).
+        values: (T, B) value of the observation step t acted on.
+        dones: (T, B) true where the episode ended at step t (no bootstrap across it).
+        next_value: (B,) value of the observation after the last step.
+        gamma, lam: discount and GAE lambda.
+
+    Returns:
+        advantages (T, B) and returns (T, B) = advantages + values.
+    """
+    T = rewards.shape[0]
+    not_done = 1.0 - dones.to(values.dtype)
+    advantages = torch.zeros_like(values)
+    last = torch.zeros_like(next_value, dtype=values.dtype)
+    for t in reversed(range(T)):
+        nxt = next_value if t == T - 1 else values[t + 1]
+        delta = rewards[t] + gamma * nxt * not_done[t] - values[t]
+        last = delta + gamma * lam * not_done[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+# ============================================================================ learner
+class PPO:
+    """One PPO learner on one world: ``iterate()`` = one rollout of ``num_envs * num_steps``
+    steps plus one update. Its full state (weights, optimizer, RNG, engine, episode stats) is
+    ``state_dict()`` so that a resumed run continues exactly."""
+
+    method = "ppo"
+
+    def __init__(self, spec, config: PPOConfig, total_steps: int, device: str | torch.device =
+                 "cpu", seed: int = 0) -> None:
+        from autoworld import rng
+        from autoworld.envs.grid.engine import GridEngine
+
+        self.spec = spec
+        self.config = c = config
+        self.device = torch.device(device)
+        self.seed = seed
+        self.batch_size = c.num_envs * c.num_steps
+        self.num_iterations = max(1, -(-int(total_steps) // self.batch_size))
+        self.iteration = 0
+        self.global_step = 0
+
+        self.engine = GridEngine(spec, num_envs=c.num_envs, device=self.device,
+                                 seed=rng.derive_seed(seed, "train-engine") & 0x7FFFFFFF)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
+            torch.manual_seed(rng.derive_seed(seed, "policy-init") & 0x7FFFFFFF)
+            self.policy = policy_from_spec(self.engine.observation_spec(), c.policy)
+        self.policy.to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=1e-5)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(rng.derive_seed(seed, "ppo-sampling") & 0x7FFFFFFF)
+
+        B = c.num_envs
+        self.next_obs = self.engine.reset()
+        self.next_done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        self.rnn_state = self.policy.initial_state(B, self.device)
+        self.ep_return = torch.zeros(B, device=self.device)
+        self.ep_length = torch.zeros(B, dtype=torch.long, device=self.device)
+
+    # ------------------------------------------------------------------ one iteration
+    def iterate(self) -> dict[str, float]:
+        """Collect one rollout and update the policy; returns scalar metrics."""
+        c, dev, pol = self.config, self.device, self.policy
+        T, B = c.num_steps, c.num_envs
+        if c.anneal_lr:
+            frac = 1.0 - self.iteration / self.num_iterations
+            self.optimizer.param_groups[0]["lr"] = frac * c.learning_rate
+
+        # ---------------------------------------------------------- storage
+        obs_buf = {k: torch.zeros((T, B, *v.shape[1:]), dtype=v.dtype, device=dev)
+                   for k, v in self.next_obs.items() if k in self._policy_keys()}
+        actions = torch.zeros((T, B), dtype=torch.long, device=dev)
+        logprobs = torch.zeros((T, B), device=dev)
+        rewards = torch.zeros((T, B), device=dev)
+        dones = torch.zeros((T, B), dtype=torch.bool, device=dev)
+        resets = torch.zeros((T, B), dtype=torch.bool, device=dev)  # recurrent-state resets
+        values = torch.zeros((T, B), device=dev)
+        rnn_start = None if self.rnn_state is None else self.rnn_state.clone()
+        finished_returns: list[torch.Tensor] = []
+        finished_lengths: list[torch.Tensor] = []
+
+        # ---------------------------------------------------------- rollout
+        pol.eval()
+        with torch.no_grad():
+            for t in range(T):
+                for k in obs_buf:
+                    obs_buf[k][t] = self.next_obs[k]
+                resets[t] = self.next_done
+                logits, value, self.rnn_state = pol(self.next_obs, self.rnn_state,
+                                                    self.next_done)
+                action = sample_actions(logits, self.gen)
+                logp = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
+                actions[t], logprobs[t], values[t] = action, logp, value
+                obs, reward, terminated, truncated, info = self.engine.step(action)
+                done = terminated | truncated
+                boot = reward
+                # bootstrap time-limit ends from the true final obs (on CPU only when one
+                # ended: the check is cheap there, and skipping the forward is not)
+                if self.device.type != "cpu" or bool(truncated.any()):
+                    _, final_v, _ = pol(info["final_obs"], self.rnn_state)
+                    boot = reward + c.gamma * final_v * truncated.float()
+                rewards[t], dones[t] = boot, done
+                self.ep_return += reward
+                self.ep_length += 1
+                finished_returns.append(torch.where(done, self.ep_return, torch.nan))
+                finished_lengths.append(torch.where(done, self.ep_length.float(), torch.nan))
+                self.ep_return = torch.where(done, 0.0, self.ep_return)
+                self.ep_length = torch.where(done, 0, self.ep_length)
+                self.next_obs, self.next_done = obs, done
+            _, next_value, _ = pol(self.next_obs, self.rnn_state, self.next_done)
+        advantages, returns = compute_gae(rewards, values, dones, next_value, c.gamma,
+                                          c.gae_lambda)
+
+        # ---------------------------------------------------------- update
+        pol.train()
+        recurrent = pol.gru is not None
+        # recurrent policies re-run whole env sequences, so their minibatches split envs
+        n_items = B if recurrent else T * B
+        mb_size = max(1, n_items // c.num_minibatches)
+        flat_obs = {k: v.reshape(T * B, *v.shape[2:]) for k, v in obs_buf.items()}
+        stats: dict[str, float] = {}
+        clipfracs = []
+        for _epoch in range(c.update_epochs):
+            perm = torch.randperm(n_items, generator=self.gen, device=dev)
+            for start in range(0, n_items, mb_size):
+                idx = perm[start:start + mb_size]
+                if recurrent:
+                    logits, new_v = pol.forward_sequence(
+                        {k: v[:, idx] for k, v in obs_buf.items()}, rnn_start[idx],
+                        resets[:, idx])
+                    logits, new_v = logits.reshape(-1, logits.shape[-1]), new_v.reshape(-1)
+                    sel = lambda x, idx=idx: x[:, idx].reshape(-1)  # noqa: E731
+                else:
+                    logits, new_v, _ = pol({k: v[idx] for k, v in flat_obs.items()})
+                    sel = lambda x, idx=idx: x.reshape(-1)[idx]  # noqa: E731
+                mb_actions, mb_logp, mb_adv = sel(actions), sel(logprobs), sel(advantages)
+                mb_ret, mb_val = sel(returns), sel(values)
+                logp_all = torch.log_softmax(logits, -1)
+                new_logp = logp_all.gather(1, mb_actions[:, None])[:, 0]
+                entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+                log_ratio = new_logp - mb_logp
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clipfracs.append(((ratio - 1.0).abs() > c.clip_coef).float().mean())
+                if c.norm_adv:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = torch.max(-mb_adv * ratio,
+                                    -mb_adv * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
+                                    ).mean()
+                if c.clip_vloss:
+                    v_clipped = mb_val + (new_v - mb_val).clamp(-c.clip_coef, c.clip_coef)
+                    v_loss = 0.5 * torch.max((new_v - mb_ret) ** 2,
+                                             (v_clipped - mb_ret) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
+                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(pol.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+            if c.target_kl is not None and float(approx_kl) > c.target_kl:
+                break
+
+        # ---------------------------------------------------------- metrics
+        self.iteration += 1
+        self.global_step += T * B
+        fin_r = torch.stack(finished_returns)
+        fin_l = torch.stack(finished_lengths)
+        n_done = int((~fin_r.isnan()).sum())
+        var_y = returns.var()
+        stats.update({
+            "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+            "policy_loss": float(pg_loss.detach()),
+            "value_loss": float(v_loss.detach()),
+            "entropy": float(entropy.detach()),
+            "approx_kl": float(approx_kl),
+            "clipfrac": float(torch.stack(clipfracs).mean()),
+            "explained_variance": float(1 - (returns - values).var() / var_y)
+            if float(var_y) > 0 else float("nan"),
+            "episodes": n_done,
+            "episode_return": float(fin_r.nanmean()) if n_done else float("nan"),
+            "episode_length": float(fin_l.nanmean()) if n_done else float("nan"),
+        })
+        return stats
+
+    def _policy_keys(self) -> set[str]:
+        keys = {self.policy.image_key}
+        if self.policy.features_dim:
+            keys.add("features")
+        return keys
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (besides the config and the world); a deep copy,
+        so that the learner going on does not change it."""
+        return copy.deepcopy({
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "num_iterations": self.num_iterations,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.gen.get_state(),
+            "engine_state": self.engine.state.tensors(),
+            "next_obs": dict(self.next_obs),
+            "next_done": self.next_done,
+            "rnn_state": self.rnn_state,
+            "ep_return": self.ep_return,
+            "ep_length": self.ep_length,
+        })
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from autoworld.envs.grid.engine import GridState
+
+        self.iteration = int(state["iteration"])
+        self.global_step = int(state["global_step"])
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"].cpu())
+        es = {k: v.to(self.device) for k, v in state["engine_state"].items()}
+        extras = {k[2:]: v for k, v in es.items() if k.startswith("x.")}
+        self.engine.state = GridState(**{k: v for k, v in es.items() if not k.startswith("x.")},
+                                      extras=extras)
+        self.next_obs = {k: v.to(self.device) for k, v in state["next_obs"].items()}
+        self.next_done = state["next_done"].to(self.device)
+        rs = state["rnn_state"]
+        self.rnn_state = None if rs is None else rs.to(self.device)
+        self.ep_return = state["ep_return"].to(self.device)
+        self.ep_length = state["ep_length"].to(self.device)

@@ -1,0 +1,265 @@
+"""The training driver behind ``autoworld train`` and the leaderboard's bench cells.
+
+``train(world, method="ppo", ...)`` runs a learner in a run directory:
+
+- ``metrics.jsonl``: one JSON object per iteration (step, wall time, steps/s, training stats) and
+  per evaluation (validation return and oracle-normalized scores);
+- TensorBoard event files under ``tb/`` when ``tensorboard`` is installed (skipped otherwise);
+- ``checkpoint/``: ``policy.safetensors`` + ``policy.json`` (see ``checkpoint.py``) and
+  ``state.pt`` (optimizer, RNG states, engine state, counters), all written atomically;
+- ``result.json``: the final ``TrainResult``.
+
+``resume=True`` reloads the checkpoint and continues exactly where it stopped (for PPO, the same
+weights and metrics as an uninterrupted run). Methods other than ``ppo`` are looked up in
+``autoworld.learners.methods.METHODS`` when that registry exists; such an entry is a callable
+with this function's keyword arguments that returns a ``TrainResult``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoworld.errors import AutoworldError
+from autoworld.learners.checkpoint import (
+    atomic_write_text,
+    load_state,
+    save_policy,
+    save_state,
+)
+from autoworld.learners.evaluation import EvalResult, evaluate
+from autoworld.learners.ppo import PPO, PPOConfig
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class TrainError(AutoworldError):
+    """A training run cannot start or resume (unknown method, mismatched checkpoint, ...)."""
+
+
+class TrainResult(BaseModel):
+    """Outcome of one training run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    world: str = Field(..., description="World name.")
+    spec_hash: str = Field(..., description="Content hash of the world spec.")
+    method: str = Field(..., description="Learning method.")
+    seed: int = Field(..., description="Root seed.")
+    steps: int = Field(..., ge=0, description="Environment steps taken.")
+    wall_time: float = Field(..., ge=0, description="Seconds of training in this process.")
+    run_dir: str | None = Field(None, description="Run directory (None: nothing written).")
+    checkpoint: str | None = Field(None, description="Path of the saved policy weights.")
+    score: float = Field(..., description="Final validation R / R_opt.")
+    normalized_gain: float = Field(..., description="Final validation "
+                                   "(R - R_rand) / (R_opt - R_rand).")
+    mean_return: float = Field(..., description="Final mean validation return.")
+    success: float = Field(..., description="Final validation success rate.")
+    evaluation: EvalResult | None = Field(None, description="Final validation evaluation "
+                                          "(PPO runs of this driver).")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Method-specific facts.")
+
+
+def _metrics_writer(run_dir: Path | None):
+    """A (write, close) pair appending JSON lines (and TensorBoard scalars when available)."""
+    if run_dir is None:
+        return (lambda rec: None), (lambda: None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+    tb = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run_dir / "tb"))
+    except ImportError:
+        log.info("tensorboard is not installed; writing metrics.jsonl only")
+
+    def write(rec: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in rec.items()}
+        fh.write(json.dumps(clean, sort_keys=True) + "\n")
+        fh.flush()
+        if tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, int | float) and k != "step" and math.isfinite(v):
+                    tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec["step"])
+
+    def close() -> None:
+        fh.close()
+        if tb is not None:
+            tb.close()
+
+    return write, close
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint at ``step`` (a killed run's tail), so that
+    a resumed run's metrics.jsonl matches an uninterrupted one."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a half-written last line
+        if rec.get("step", 0) <= step:
+            keep.append(line)
+    atomic_write_text(path, "".join(f"{ln}\n" for ln in keep))
+
+
+def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int = 256, seed: int = 0,
+          device: str | torch.device = "cpu", run_dir: str | Path | None = None,
+          resume: bool = False, config: PPOConfig | None = None, eval_every: int = 10,
+          eval_episodes: int = 8, checkpoint_every: int = 10,
+          callback: Callback | None = None) -> TrainResult:
+    """Train ``method`` on ``world`` for ``steps`` environment steps.
+
+    Args:
+        world: a world spec or a catalogue name.
+        method: ``ppo``, or a name registered in ``autoworld.learners.methods.METHODS``.
+        steps: environment steps (rounded up to whole rollouts).
+        num_envs: parallel envs (overrides ``config.num_envs``).
+        seed: root seed.
+        device: torch device.
+        run_dir: where metrics and checkpoints go (None: nothing is written).
+        resume: continue from ``run_dir``'s checkpoint when there is one.
+        config: PPO hyper-parameters (defaults otherwise).
+        eval_every: iterations between validation evaluations (and at the end).
+        eval_episodes: episodes per validation level.
+        checkpoint_every: iterations between checkpoints (and at the end).
+        callback: called with every metrics record (the CLI's live display).
+    """
+    if isinstance(world, str):
+        from autoworld.envs.catalogue import load_world
+
+        world = load_world(world)
+    if method != "ppo":
+        return _run_registered(method, world, steps, num_envs, seed, device, run_dir, resume)
+
+    cfg = (config or PPOConfig()).model_copy(update={"num_envs": int(num_envs)})
+    cfg = PPOConfig.model_validate(cfg.model_dump())  # re-validate the override
+    out = Path(run_dir) if run_dir is not None else None
+    ckpt_dir = out / "checkpoint" if out is not None else None
+    learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed)
+
+    if resume and ckpt_dir is not None and (ckpt_dir / "state.pt").is_file():
+        state = load_state(ckpt_dir / "state.pt", device=learner.device)
+        meta = state["meta"]
+        if meta["spec_hash"] != world.content_hash or meta["seed"] != seed:
+            raise TrainError(f"{ckpt_dir} holds a run of another world or seed "
+                             f"({meta['world']}, seed {meta['seed']}); use another --run-dir")
+        if meta["config"] != cfg.model_dump(mode="json"):
+            raise TrainError(f"{ckpt_dir} was trained with other hyper-parameters "
+                             "(e.g. --num-envs); resume with the same ones")
+        learner.load_state_dict(state["learner"])
+        _truncate_metrics(out / "metrics.jsonl", learner.global_step)
+    elif out is not None and not resume and (out / "metrics.jsonl").is_file():
+        (out / "metrics.jsonl").unlink()  # a fresh run in an old directory starts clean
+
+    write, close = _metrics_writer(out)
+
+    def emit(rec: dict[str, Any]) -> None:
+        write(rec)
+        if callback is not None:
+            callback(rec)
+
+    def do_eval() -> EvalResult:
+        res = evaluate(learner.policy, world, "validation", eval_episodes, learner.device,
+                       seed=seed)
+        emit({"kind": "eval", "step": learner.global_step, "iteration": learner.iteration,
+              "mean_return": res.mean_return, "success": res.success,
+              "normalized": res.normalized, "normalized_gain": res.normalized_gain})
+        return res
+
+    def save() -> str | None:
+        if ckpt_dir is None:
+            return None
+        meta = {"world": world.name, "spec_hash": world.content_hash, "seed": seed,
+                "method": method, "config": cfg.model_dump(mode="json"),
+                "steps": steps}
+        save_state(ckpt_dir / "state.pt", {"meta": meta, "learner": learner.state_dict()})
+        path = save_policy(learner.policy, ckpt_dir / "policy", spec_hash=world.content_hash,
+                           method=method, world=world.name,
+                           extra={"step": learner.global_step, "seed": seed,
+                                  "train_config": cfg.model_dump(mode="json")})
+        return str(path)
+
+    start = time.perf_counter()
+    last_eval: EvalResult | None = None
+    checkpoint = None
+    try:
+        while learner.iteration < learner.num_iterations:
+            t0 = time.perf_counter()
+            stats = learner.iterate()
+            dt = time.perf_counter() - t0
+            emit({"kind": "train", "step": learner.global_step, "iteration": learner.iteration,
+                  "wall_time": time.perf_counter() - start,
+                  "steps_per_second": learner.batch_size / max(dt, 1e-9), **stats})
+            final = learner.iteration >= learner.num_iterations
+            if final or learner.iteration % eval_every == 0:
+                last_eval = do_eval()
+            if final or learner.iteration % checkpoint_every == 0:
+                checkpoint = save()
+        if last_eval is None:  # resumed at the end: evaluate what the checkpoint holds
+            last_eval = do_eval()
+            checkpoint = save()
+    finally:
+        close()
+    result = TrainResult(world=world.name, spec_hash=world.content_hash, method=method,
+                         seed=seed, steps=learner.global_step,
+                         wall_time=time.perf_counter() - start,
+                         run_dir=str(out) if out is not None else None, checkpoint=checkpoint,
+                         score=last_eval.normalized, normalized_gain=last_eval.normalized_gain,
+                         mean_return=last_eval.mean_return, success=last_eval.success,
+                         evaluation=last_eval)
+    if out is not None:
+        atomic_write_text(out / "result.json", result.model_dump_json(indent=1) + "\n")
+    return result
+
+
+def available_methods() -> list[str]:
+    """``ppo`` plus the names of the method registry, when it exists."""
+    try:
+        from autoworld.learners.methods import METHODS
+    except ImportError:
+        return ["ppo"]
+    return sorted({"ppo", *METHODS})
+
+
+def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, device,
+                    run_dir: str | Path | None, resume: bool) -> TrainResult:
+    """Run a method of ``learners.methods.METHODS`` (their runs are not resumable)."""
+    try:
+        from autoworld.learners.methods import METHODS
+    except ImportError:
+        METHODS = {}  # noqa: N806
+    entry = METHODS.get(method)
+    if entry is None:
+        raise TrainError(f"unknown method {method!r}; use one of "
+                         f"{', '.join(available_methods())}")
+    if resume:
+        raise TrainError(f"method {method!r} cannot resume; only ppo runs are resumable "
+                         "(drop --resume to start over)")
+    start = time.perf_counter()
+    res = entry.run(world, steps=steps, num_envs=num_envs, seed=seed, device=str(device),
+                    run_dir=run_dir)
+    out = TrainResult(world=world.name, spec_hash=world.content_hash, method=method, seed=seed,
+                      steps=res.env_steps, wall_time=time.perf_counter() - start,
+                      run_dir=str(run_dir) if run_dir is not None else None,
+                      score=res.score, normalized_gain=res.normalized_gain,
+                      mean_return=res.mean_return, success=res.success,
+                      extra={"initial_score": res.initial_score, **res.extra})
+    if run_dir is not None:
+        atomic_write_text(Path(run_dir) / "result.json", out.model_dump_json(indent=1) + "\n")
+    return out

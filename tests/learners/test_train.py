@@ -1,0 +1,107 @@
+"""The training driver and `autoworld train`: metrics, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from autoworld.cli.app import app
+from autoworld.learners.checkpoint import load_policy, load_state
+from autoworld.learners.policies import PolicyConfig
+from autoworld.learners.ppo import PPOConfig
+from autoworld.learners.train import TrainError, train
+
+WORLD = "Empty-6x6"
+CFG = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2,
+                policy=PolicyConfig(trunk="mlp", hidden=32))
+KW = dict(steps=8 * 16 * 4, num_envs=8, seed=3, config=CFG, eval_every=2, eval_episodes=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Killed(Exception):
+    pass
+
+
+def _records(path) -> list[dict]:
+    drop = {"wall_time", "steps_per_second"}
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in path.read_text().splitlines()]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path) -> None:
+    full = train(WORLD, run_dir=tmp_path / "full", checkpoint_every=1, **KW)
+    assert full.steps == 8 * 16 * 4 and full.evaluation is not None
+
+    def kill_at_iteration_3(rec: dict) -> None:
+        if rec["kind"] == "train" and rec["iteration"] == 3:
+            raise Killed  # after iteration 3's update, before its checkpoint
+
+    split = tmp_path / "split"
+    with pytest.raises(Killed):
+        train(WORLD, run_dir=split, checkpoint_every=1, callback=kill_at_iteration_3, **KW)
+    state = load_state(split / "checkpoint" / "state.pt")
+    assert state["learner"]["iteration"] == 2 and state["learner"]["global_step"] == 256
+    resumed = train(WORLD, run_dir=split, resume=True, checkpoint_every=1, **KW)
+    assert resumed.steps == full.steps
+    a, _ = load_policy(tmp_path / "full" / "checkpoint" / "policy.safetensors")
+    b, meta = load_policy(split / "checkpoint" / "policy.safetensors")
+    assert meta["step"] == full.steps
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+    assert _records(split / "metrics.jsonl") == _records(tmp_path / "full" / "metrics.jsonl")
+    assert resumed.evaluation == full.evaluation
+
+
+def test_resume_continues_to_a_larger_budget(tmp_path) -> None:
+    first = train(WORLD, run_dir=tmp_path, **{**KW, "steps": 256})
+    assert first.steps == 256
+    second = train(WORLD, run_dir=tmp_path, resume=True, **KW)
+    assert second.steps == 512
+    steps = [r["step"] for r in _records(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [128, 256, 384, 512]
+
+
+def test_resume_refuses_other_hyper_parameters(tmp_path) -> None:
+    train(WORLD, run_dir=tmp_path, **{**KW, "steps": 128})
+    with pytest.raises(TrainError, match="hyper-parameters"):
+        train(WORLD, run_dir=tmp_path, resume=True, **{**KW, "num_envs": 4})
+
+
+def test_unknown_method_is_a_clear_error() -> None:
+    with pytest.raises(TrainError, match="unknown method"):
+        train(WORLD, method="no-such-method", steps=10)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_train_cli_writes_metrics_and_checkpoint(tmp_path, quiet: bool) -> None:
+    run = tmp_path / "run"
+    args = ["train", WORLD, "--steps", "256", "--num-envs", "4", "--seed", "1",
+            "--run-dir", str(run)] + (["--quiet"] if quiet else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "R/R_opt" in result.output
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in recs} == {"train", "eval"}
+    assert all("steps_per_second" in r for r in recs if r["kind"] == "train")
+    assert (run / "checkpoint" / "policy.safetensors").is_file()
+    assert (run / "checkpoint" / "policy.json").is_file()
+    assert (run / "checkpoint" / "state.pt").is_file()
+    assert json.loads((run / "result.json").read_text())["steps"] == 512  # one 128-step rollout
+    again = CliRunner().invoke(app, args + ["--resume", "--steps", "1024"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((run / "result.json").read_text())["steps"] == 1024
+
+
+def test_train_cli_rejects_unknown_world() -> None:
+    result = CliRunner().invoke(app, ["train", "NoSuchWorld-3x3", "--steps", "8"])
+    assert result.exit_code == 2
