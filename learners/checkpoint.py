@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoworld.atomic import atomic_write
 from autoworld.learners.policies import (
     ActorCritic,
     ObsSpec,
@@ -33,31 +32,12 @@ FORMAT = "autoworld-policy/1"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    """Write ``data`` atomically (see ``autoworld.atomic.atomic_write``)."""
+    atomic_write(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write(path, text)
 
 
 def versions() -> dict[str, str]:
