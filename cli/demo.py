@@ -26,17 +26,17 @@ def demo_command(
     world: list[str] = typer.Option(
         [], "--world", "-w", help="Catalogue world (repeatable); default: the whole catalogue."
     ),
-    num_envs: int = typer.Option(256, "--num-envs", "-n", min=1, max=1_000_000,
+    num_envs: int = typer.Option(1024, "--num-envs", "-n", min=1, max=1_000_000,
                                  help="Envs in the batch (spread over the worlds)."),
-    steps: int = typer.Option(256, "--steps", min=1, max=1_000_000,
+    steps: int = typer.Option(200, "--steps", min=1, max=1_000_000,
                               help="Batched steps to take."),
     device: str = typer.Option("cpu", "--device", "-d", help="Torch device: cpu, cuda, cuda:1."),
     levels: int = typer.Option(16, "--levels", min=1, max=512,
                                help="Training levels per world in the batch."),
     seed: int = typer.Option(0, "--seed", min=0, help="Root seed of the engine and actions."),
     threads: int = typer.Option(
-        1, "--threads", min=0,
-        help="CPU threads for torch (0: torch's default). Small batches run fastest on one.",
+        0, "--threads", min=0,
+        help="CPU threads for torch (0: torch's default; 1 is faster for small batches).",
     ),
 ) -> None:
     """Step several catalogue worlds in one batch with random actions and summarize."""
@@ -105,5 +105,28 @@ def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, le
     console.print(f"[bold]{num_envs * steps:,}[/bold] env-steps in {step_s:.2f} s = "
                   f"[bold green]{sps:,.0f} steps/s[/bold green] (build {build_s:.2f} s, "
                   f"random actions, {steps} batched steps)")
+    if len(specs) > 1:
+        _homogeneous_speed(specs[0], num_envs, dev, seed, levels)
     console.print(f"\n[bold]{specs[0].name}[/bold], env 0 now:")
     console.print(coloured_ascii(render_ascii(engine, 0)))
+
+
+def _homogeneous_speed(spec, num_envs: int, dev: torch.device, seed: int, levels: int) -> None:
+    """For contrast: one world alone in a batch of the same size (a mixed batch runs the union
+    of every world's components on every env; see docs/benchmarks.md)."""
+    from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
+    from autoworld.envs.grid.levels import bank
+
+    engine = GridEngine(spec, num_envs=num_envs, device=dev, seed=seed,
+                        banks=[bank(spec, "train", size=levels)])
+    engine.reset()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    steps = 50
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        engine.step(torch.randint(0, NUM_ACTIONS, (num_envs,), generator=gen, device=dev))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    sps = num_envs * steps / max(time.perf_counter() - t0, 1e-9)
+    console.print(f"{spec.name} alone, {num_envs} envs: [bold green]{sps:,.0f} steps/s"
+                  "[/bold green]")
