@@ -57,6 +57,20 @@ def _forced_or_sampled(comp: GridComponent, ctx, sampled) -> torch.Tensor:
     return out if comp.all_active else torch.where(comp.active, out, 0)
 
 
+def _decoded(comp: GridComponent, ctx, new_dir, move, pickup, drop, toggle) -> None:
+    """Write a movement scheme's decoded intent into the step, for its own envs only."""
+    if comp.all_active:
+        ctx.state.dir, ctx.move = new_dir, move
+        ctx.pickup, ctx.drop, ctx.toggle = pickup, drop, toggle
+        return
+    act = comp.active
+    ctx.state.dir = torch.where(act, new_dir, ctx.state.dir)
+    ctx.move = torch.where(act, move, ctx.move)
+    ctx.pickup = torch.where(act, pickup, ctx.pickup)
+    ctx.drop = torch.where(act, drop, ctx.drop)
+    ctx.toggle = torch.where(act, toggle, ctx.toggle)
+
+
 @register
 class TurnForward(GridComponent):
     """MiniGrid controls: 0 turn left, 1 turn right, 2 forward, 3 pick up, 4 drop, 5 toggle,
@@ -74,18 +88,7 @@ class TurnForward(GridComponent):
         a = ctx.action
         s = ctx.state
         turn = torch.where(a == 0, -1, torch.where(a == 1, 1, 0))
-        new_dir = (s.dir + turn) % 4
-        if self.all_active:
-            s.dir = new_dir
-            ctx.move = a == 2
-            ctx.pickup, ctx.drop, ctx.toggle = a == 3, a == 4, a == 5
-        else:
-            act = self.active
-            s.dir = torch.where(act, new_dir, s.dir)
-            ctx.move = torch.where(act, a == 2, ctx.move)
-            ctx.pickup = torch.where(act, a == 3, ctx.pickup)
-            ctx.drop = torch.where(act, a == 4, ctx.drop)
-            ctx.toggle = torch.where(act, a == 5, ctx.toggle)
+        _decoded(self, ctx, (s.dir + turn) % 4, a == 2, a == 3, a == 4, a == 5)
 
 
 @register
@@ -105,18 +108,7 @@ class Cardinal(GridComponent):
         a = ctx.action
         s = ctx.state
         is_move = a < 4
-        new_dir = torch.where(is_move, a, s.dir)
-        if self.all_active:
-            s.dir = new_dir
-            ctx.move = is_move
-            ctx.pickup, ctx.drop, ctx.toggle = a == 4, a == 5, a == 6
-        else:
-            act = self.active
-            s.dir = torch.where(act, new_dir, s.dir)
-            ctx.move = torch.where(act, is_move, ctx.move)
-            ctx.pickup = torch.where(act, a == 4, ctx.pickup)
-            ctx.drop = torch.where(act, a == 5, ctx.drop)
-            ctx.toggle = torch.where(act, a == 6, ctx.toggle)
+        _decoded(self, ctx, torch.where(is_move, a, s.dir), is_move, a == 4, a == 5, a == 6)
 
 
 @register
