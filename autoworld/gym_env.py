@@ -32,6 +32,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from autoworld.envs.grid.bucketed import BucketedGridEngine, make_engine
 from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine, GridState
 from autoworld.envs.grid.render import render_ascii, render_rgb
 from autoworld.envs.grid.spec import GridWorldSpec
@@ -86,7 +87,8 @@ def _resolve_worlds(world: WorldLike | None, spec: WorldLike | None,
 
 def _build_engine(worlds: list[GridWorldSpec], num_envs: int, *, device: str | torch.device,
                   seed: int, world_ids: Sequence[int] | None, split: str,
-                  max_episode_steps: int | None, compile: bool = False) -> GridEngine:
+                  max_episode_steps: int | None, compile: bool = False,
+                  bucketing: str = "auto") -> GridEngine | BucketedGridEngine:
     banks = None
     if max_episode_steps is not None and any(w.max_steps != max_episode_steps for w in worlds):
         if int(max_episode_steps) < 1:
@@ -97,8 +99,8 @@ def _build_engine(worlds: list[GridWorldSpec], num_envs: int, *, device: str | t
         # of the original specs so that a shorter or longer episode keeps the same levels
         banks = [bank(w, split) for w in worlds]
         worlds = [w.model_copy(update={"max_steps": int(max_episode_steps)}) for w in worlds]
-    return GridEngine(worlds, num_envs=num_envs, device=device, seed=seed, world_ids=world_ids,
-                      banks=banks, split=split, compile=compile)
+    return make_engine(worlds, num_envs=num_envs, device=device, seed=seed, world_ids=world_ids,
+                       banks=banks, split=split, compile=compile, bucketing=bucketing)
 
 
 def observation_space(engine: GridEngine) -> spaces.Dict:
@@ -278,6 +280,8 @@ class GridVectorEnv(VectorEnv):
             ``RecordEpisodeStatistics`` wrapper, which adds its own).
         compile: wrap the engine step in ``torch.compile``.
         tile: pixels per cell of ``rgb_array`` frames.
+        bucketing: how a mix of worlds with different component sets runs: ``"auto"`` (one
+            program per component set, see ``autoworld.envs.grid.bucketed``) or ``"none"``.
 
     Example:
         >>> envs = GridVectorEnv(resolve_world("DoorKey-8x8"), num_envs=4, seed=0)
@@ -298,13 +302,13 @@ class GridVectorEnv(VectorEnv):
                  seed: int | None = None, world_ids: Sequence[int] | None = None,
                  split: str = "train", max_episode_steps: int | None = None,
                  render_mode: str | None = None, episode_statistics: bool = True,
-                 compile: bool = False, tile: int = 16) -> None:
+                 compile: bool = False, tile: int = 16, bucketing: str = "auto") -> None:
         _check_render_mode(render_mode)
         world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         self.engine = _build_engine(world_list, num_envs, device=device,
                                     seed=0 if seed is None else seed, world_ids=world_ids,
                                     split=split, max_episode_steps=max_episode_steps,
-                                    compile=compile)
+                                    compile=compile, bucketing=bucketing)
         self.worlds = self.engine.worlds
         self.num_envs = self.engine.num_envs
         self.device = self.engine.device
@@ -363,7 +367,7 @@ class GridVectorEnv(VectorEnv):
         else:
             self._return = torch.where(mask, 0.0, self._return)
             self._length = torch.where(mask, 0, self._length)
-        info = {"level": self.engine.state.level - self.engine.bank_offset}
+        info = {"level": self.engine.level_index()}
         return self._out(obs), self._out(info)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:

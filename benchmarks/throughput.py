@@ -4,11 +4,16 @@ Prints one JSON line per setting (machine-readable), e.g.::
 
     python benchmarks/throughput.py --world DoorKey-8x8 --num-envs 1,64,4096 --device cpu --json
     python benchmarks/throughput.py --mixed 12 --num-envs 4096    # 12 worlds in one batch
+    python benchmarks/throughput.py --worlds A,B,C --num-envs 4096 --homogeneous  # mixed vs alone
     python benchmarks/throughput.py --world DoorKey-8x8 --policy  # a policy forward in the loop
 
 Modes: ``random`` (uniform random actions drawn on the device each step, engine only) and
 ``policy`` (a small embedding+MLP policy samples the actions from the observation each step).
 Every step computes the true final observation of ended episodes, as the vector env does.
+Mixed batches are bucketed by component set by default (``--bucketing auto``; ``none`` runs one
+program for the whole batch). ``--homogeneous`` also times every world of the mix alone at the same
+batch size and prints their harmonic mean (the speed of stepping each world's batch in turn) and
+the mixed batch's ratio to it.
 Each setting is timed ``--repeats`` times; ``steps_per_s`` is the median, ``steps_per_s_best`` the
 best (shared machines are noisy: report the median).
 """
@@ -25,7 +30,8 @@ import time
 import torch
 
 from autoworld.envs.catalogue import list_worlds, load_world
-from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
+from autoworld.envs.grid.bucketed import BUCKETING_MODES, make_engine
+from autoworld.envs.grid.engine import NUM_ACTIONS
 from autoworld.envs.grid.symbols import NUM_SYMBOLS
 
 
@@ -58,9 +64,10 @@ def sync(device: torch.device) -> None:
 
 
 def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: str,
-        seed: int, repeats: int = 5) -> dict:
+        seed: int, repeats: int = 5, bucketing: str = "auto") -> dict:
     dev = torch.device(device)
-    eng = GridEngine(worlds, num_envs=num_envs, device=dev, seed=seed, compile=compile_)
+    eng = make_engine(worlds, num_envs=num_envs, device=dev, seed=seed, compile=compile_,
+                      bucketing=bucketing)
     obs = eng.reset()
     gen = torch.Generator(device=dev).manual_seed(seed)
     policy = TinyPolicy(eng.image_shape).to(dev) if mode == "policy" else None
@@ -93,6 +100,8 @@ def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: st
         "device": str(dev),
         "mode": mode,
         "compile": compile_,
+        "bucketing": bucketing,
+        "buckets": getattr(eng, "num_buckets", 1),
         "steps": steps,
         "repeats": repeats,
         "steps_per_s": round(statistics.median(rates), 1),
@@ -115,6 +124,10 @@ def main() -> None:
     ap.add_argument("--policy", action="store_true", help="policy forward pass in the loop")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bucketing", default="auto", choices=BUCKETING_MODES,
+                    help="mixed batches: one program per component set (auto) or one in all")
+    ap.add_argument("--homogeneous", action="store_true",
+                    help="also time each world alone and report the mixed/homogeneous ratio")
     ap.add_argument("--json", action="store_true", help="JSON lines only (no header)")
     args = ap.parse_args()
     if args.threads:
@@ -130,10 +143,25 @@ def main() -> None:
         print(json.dumps({"machine": machine()}))
     for n in (int(x) for x in args.num_envs.split(",")):
         steps = args.steps or max(20, min(1000, 1_000_000 // n))
-        res = run(worlds, n, args.device, steps, args.compile,
-                  "policy" if args.policy else "random", args.seed, args.repeats)
+        mode = "policy" if args.policy else "random"
+        res = run(worlds, n, args.device, steps, args.compile, mode, args.seed, args.repeats,
+                  args.bucketing)
         res["machine"] = machine()
         print(json.dumps(res), flush=True)
+        if args.homogeneous and len(worlds) > 1:
+            alone = {}
+            for w in worlds:
+                one = run([w], n, args.device, steps, args.compile, mode, args.seed,
+                          args.repeats)
+                alone[w.name] = one["steps_per_s"]
+            harmonic = len(alone) / sum(1.0 / v for v in alone.values())
+            print(json.dumps({
+                "num_envs": n, "homogeneous_steps_per_s": alone,
+                "homogeneous_harmonic_mean": round(harmonic, 1),
+                "mixed_steps_per_s": res["steps_per_s"],
+                "mixed_over_homogeneous": round(res["steps_per_s"] / harmonic, 3),
+                "bucketing": args.bucketing, "machine": machine(),
+            }), flush=True)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def demo_command(
 def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, levels: int,
               seed: int) -> None:
     from autoworld.envs.catalogue import list_worlds, load_world
-    from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
+    from autoworld.envs.grid.bucketed import make_engine
+    from autoworld.envs.grid.engine import NUM_ACTIONS
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.render import render_ascii
 
@@ -64,8 +65,8 @@ def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, le
                    f"{len(specs)} or fewer --world")
 
     t0 = time.perf_counter()
-    engine = GridEngine(specs, num_envs=num_envs, device=dev, seed=seed,
-                        banks=[bank(s, "train", size=levels) for s in specs])
+    engine = make_engine(specs, num_envs=num_envs, device=dev, seed=seed,
+                         banks=[bank(s, "train", size=levels) for s in specs])
     engine.reset()
     build_s = time.perf_counter() - t0
 
@@ -112,8 +113,8 @@ def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, le
 
 
 def _homogeneous_speed(spec, num_envs: int, dev: torch.device, seed: int, levels: int) -> None:
-    """For contrast: one world alone in a batch of the same size (a mixed batch runs the union
-    of every world's components on every env; see docs/benchmarks.md)."""
+    """For contrast: one world alone in a batch of the same size (a mixed batch runs one
+    program per component set; see docs/benchmarks.md)."""
     from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
     from autoworld.envs.grid.levels import bank
 

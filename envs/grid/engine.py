@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -142,6 +143,12 @@ class GridEngine:
         split: which bank to draw (``train``, ``validation`` or ``test``) when banks are not given.
         final_obs: also compute the true final observation of ended episodes (``info``).
         compile: wrap the step in ``torch.compile`` (optional acceleration).
+        env_index: the index each env's random key is derived from, (B,) ints; default
+            ``range(B)``. A bucketed batch (``autoworld.envs.grid.bucketed``) passes each env's
+            index in the whole batch, so that bucketing does not change any trajectory.
+        layout: observation layout of an enclosing batch, so that a bucket lays out observations
+            as the whole batch does: ``image_shape`` (smallest image), ``egocentric_size``
+            (smallest egocentric view side), ``rgb_tile`` (smallest pixel tile).
 
     Example:
         >>> from autoworld.envs.catalogue import load_world
@@ -161,6 +168,8 @@ class GridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
+        env_index: Sequence[int] | None = None,
+        layout: dict[str, Any] | None = None,
     ) -> None:
         self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         if not self.worlds:
@@ -170,6 +179,7 @@ class GridEngine:
         self.num_envs = B = int(num_envs)
         self.device = torch.device(device)
         self.final_obs_enabled = final_obs
+        self.layout = dict(layout or {})
         if world_ids is None:
             world_ids = [i % len(self.worlds) for i in range(B)]
         if len(world_ids) != B or not all(0 <= w < len(self.worlds) for w in world_ids):
@@ -234,8 +244,13 @@ class GridEngine:
                 decay = torch.where(comp.active, comp.time_decay, decay)
         self.time_decay = decay  # (B,) float32
 
-        keys = rng.hash32(torch.arange(B, dtype=torch.long) * 2 + 1
-                          ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
+        if env_index is None:
+            self._env_index = torch.arange(B, dtype=torch.long)
+        else:
+            if len(env_index) != B:
+                raise EngineError(f"env_index must hold {B} ints (got {len(env_index)})")
+            self._env_index = torch.as_tensor(list(env_index), dtype=torch.long)
+        keys = self._derive_keys(seed)
         self._base_keys = keys.to(self.device)
         self.seed = seed
         self.bank_view = self._precompute_bank_views()
@@ -245,6 +260,11 @@ class GridEngine:
             self._step_fn = torch.compile(self._step_impl, dynamic=False)
 
     # ==================================================================== set-up helpers
+    def _derive_keys(self, seed: int) -> torch.Tensor:
+        """Env i's random key from (seed, env_index[i]) (on the host)."""
+        return rng.hash32(self._env_index * 2 + 1
+                          ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
+
     def cell_index(self, g: Geometry, r: int, c: int) -> int:
         """Flat frame index of world cell (r, c) under geometry g (wrapping if it wraps); the
         sentinel for a cell outside the frame."""
@@ -341,9 +361,7 @@ class GridEngine:
         B = self.num_envs
         if seed is not None:
             self.seed = seed
-            keys = rng.hash32(torch.arange(B, dtype=torch.long) * 2 + 1
-                              ^ (rng.derive_seed(seed, "env-keys") & rng.MASK32))
-            self._base_keys = keys.to(self.device)
+            self._base_keys = self._derive_keys(seed).to(self.device)
             self.state.key = self._base_keys.clone()
             self.state.tick = torch.zeros_like(self.state.tick)
         s = self.state
@@ -476,6 +494,7 @@ class GridEngine:
     @property
     def image_shape(self) -> tuple[int, int]:
         shapes = [c.image_shape() for c in self._stages.get("view", ())]
+        shapes.append(tuple(self.layout.get("image_shape", (0, 0))))
         return max(s[0] for s in shapes), max(s[1] for s in shapes)
 
     def observation_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
@@ -490,6 +509,10 @@ class GridEngine:
         for comp in self._stages.get("output", ()):
             spec.update(comp.output_spec())
         return spec
+
+    def level_index(self) -> torch.Tensor:
+        """(B,) index of each env's current level within its world's bank."""
+        return self.state.level - self.bank_offset
 
     def to_cpu_state(self) -> GridState:
         return self.state.map(lambda x: x.cpu())

@@ -46,6 +46,8 @@ def world_symbols(engine: GridEngine, env_index: int = 0,
         >>> world_symbols(eng, 1).shape
         (8, 8)
     """
+    if hasattr(engine, "locate") and state is None:  # a bucketed batch: draw from the bucket
+        engine, env_index = engine.locate(env_index)
     if not hasattr(engine, "num_envs") or not hasattr(engine, "state"):
         raise EngineError(
             f"render needs the GridEngine (it holds the frame geometry), got "

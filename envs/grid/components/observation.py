@@ -110,8 +110,8 @@ class Egocentric(GridComponent):
         eng = self.engine
         # the view side of the batch: the largest size among the worlds that use this view (the
         # neutral default of envs without it must not widen everyone's image)
-        self.K = K = max(p.size for p, a in zip(self.params, self.active.tolist(), strict=True)
-                         if a)
+        self.K = K = max([p.size for p, a in zip(self.params, self.active.tolist(), strict=True)
+                          if a] + [eng.layout.get("egocentric_size", 0)])
         # table[g, pos*4 + dir, i*K + j] = flat index of view cell (i, j), built vectorized
         table = np.full((len(eng.geometries), eng.P * 4, K * K), eng.sentinel, dtype=np.int64)
         deltas = np.array(DIR_DELTAS)  # (4, 2)
@@ -134,7 +134,8 @@ class Egocentric(GridComponent):
         self.geom_off = (eng.geom_id * (eng.P * 4)) if len(eng.geometries) > 1 else None
         sizes = {p.size for p, a in zip(self.params, self.active.tolist(), strict=True) if a}
         self.window = None
-        if len(sizes) > 1:  # smaller views in a mixed batch: cells outside their window are PAD
+        # smaller views in a mixed batch (or in a bucket of one): cells outside their window are PAD
+        if len(sizes) > 1 or K not in sizes:
             i = torch.arange(K, device=self.device)[None, :, None]
             j = torch.arange(K, device=self.device)[None, None, :]
             k = self.column("size", torch.long)[:, None, None]
@@ -524,8 +525,8 @@ class Rgb(GridComponent):
     order = 30
 
     def setup(self) -> None:
-        self.tile = max(p.tile for p, a in zip(self.params, self.active.tolist(), strict=True)
-                        if a)
+        self.tile = max([p.tile for p, a in zip(self.params, self.active.tolist(), strict=True)
+                         if a] + [self.engine.layout.get("rgb_tile", 0)])
         self.atlas = torch.from_numpy(tile_atlas(self.tile)).to(self.device)  # (S, t, t, 3)
 
     def output_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
