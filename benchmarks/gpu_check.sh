@@ -11,5 +11,12 @@ python benchmarks/throughput.py --world DoorKey-8x8 --device cuda \
   --num-envs 4096,65536,1048576 --repeats 3 --json | tee "$out/doorkey_cuda.jsonl"
 python benchmarks/throughput.py --world DoorKey-8x8 --device cuda --compile \
   --num-envs 1048576 --repeats 3 --json | tee "$out/doorkey_cuda_compile.jsonl"
-python benchmarks/throughput.py --mixed 12 --device cuda --num-envs 1048576 --repeats 3 --json \
-  | tee "$out/mixed12_cuda.jsonl"
+# the 12-world mix of docs/benchmarks.md, bucketed by component set, against each world alone
+MIX=Checkpoints-9x9,CoinMaze-11x11,CrumblingBridge-9x9,DoorKey-8x8,FoggyRooms-11x11,IceRink-9x9
+MIX=$MIX,InverseLava-8x8,MirrorLava-9x9,NoisyMaze-9x9,SlipperyDeceptive-7x7,SlipperyLava-9x9,Sokoban-7x7
+python benchmarks/throughput.py --worlds "$MIX" --device cuda --num-envs 1048576 --repeats 3 \
+  --homogeneous --json | tee "$out/mixed12_cuda.jsonl"
+if [ -f benchmarks/arm_throughput.py ]; then
+  python benchmarks/arm_throughput.py --device cuda --num-envs 4096,1048576 --json \
+    | tee "$out/arm_cuda.jsonl"
+fi
