@@ -15,7 +15,9 @@ DEFAULT_DB = Path("leaderboard.db")
 @handle_errors
 def bench_command(
     methods: str = typer.Option("all", "--methods", "-m",
-                                help="all, or a comma list of method names."),
+                                help="all, or a comma list of method names; llm:MODEL is a "
+                                     "language agent served by --llm-base-url, llm-hf:DIR a "
+                                     "local Hugging Face model."),
     worlds: str = typer.Option("all", "--worlds", "-w",
                                help="all, or a comma list of names, globs ('*Lava*') or tag:TAG."),
     seeds: int = typer.Option(3, "--seeds", "-k", min=1, help="Seeds per (method, world)."),
@@ -30,10 +32,17 @@ def bench_command(
                                         help="Parallel envs per run (method default if unset)."),
     run_dir: Path | None = typer.Option(None, "--run-dir",
                                         help="Keep each run's directory under this folder."),
+    llm_base_url: str | None = typer.Option(
+        None, "--llm-base-url", help="OpenAI-compatible endpoint of llm:MODEL methods "
+        "(default $AUTOWORLD_LLM_BASE_URL; key from $AUTOWORLD_LLM_API_KEY)."),
+    llm_workers: int | None = typer.Option(None, "--llm-workers", min=1,
+                                           help="Concurrent requests per llm:MODEL run."),
 ) -> None:
     """Train every method on every world with every seed and record the scores.
 
-    Resumable: finished cells are skipped and each cell is saved when it finishes.
+    Resumable: finished cells are skipped and each cell is saved when it finishes. Without
+    --num-envs a run uses 256 envs, or fewer when the budget is too small for one rollout of 32
+    steps per env.
     """
     from autoworld.leaderboard import bench as bench_lib
     from autoworld.leaderboard.store import RunStore
@@ -41,7 +50,8 @@ def bench_command(
     if backend not in bench_lib.BACKENDS:
         raise fail(f"--backend: unknown backend {backend!r}; use serial, process or ray")
     bench_lib.check_learners()
-    method_names = bench_lib.select_methods(methods, bench_lib.available_methods())
+    method_names = bench_lib.select_methods(methods, bench_lib.available_methods(),
+                                            bench_lib.method_families())
     world_names = bench_lib.select_worlds(worlds, bench_lib.available_worlds())
     cells = bench_lib.plan(method_names, world_names, seeds, steps)
     store = RunStore(db)
@@ -52,7 +62,8 @@ def bench_command(
         f"({backend}) -> {db}"
     )
     runner = bench_lib.make_train_runner(
-        device=device, num_envs=num_envs, run_root=str(run_dir) if run_dir else None
+        device=device, num_envs=num_envs, run_root=str(run_dir) if run_dir else None,
+        llm_base_url=llm_base_url, llm_workers=llm_workers,
     )
     failed: list[str] = []
     progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),

@@ -113,9 +113,38 @@ def register(spec: MethodSpec) -> MethodSpec:
 
 
 def get_method(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise MethodError(f"unknown method {name!r}; use one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    """The registered method ``name``, or the member ``family:arg`` of a method family."""
+    if name in METHODS:
+        return METHODS[name]
+    family, sep, arg = name.partition(":")
+    if sep and family in METHOD_FAMILIES:
+        if not arg:
+            raise MethodError(f"method {name!r}: {METHOD_FAMILIES[family].pattern} needs the part "
+                              "after the colon")
+        return METHOD_FAMILIES[family].make(name)
+    raise MethodError(f"unknown method {name!r}; use one of {', '.join(sorted(METHODS))}, or "
+                      + " / ".join(f.pattern for f in METHOD_FAMILIES.values()))
+
+
+@dataclass(frozen=True)
+class MethodFamily:
+    """Methods named ``prefix:arg`` (e.g. ``llm:gpt-4o-mini``), made on demand by ``make``."""
+
+    prefix: str
+    pattern: str
+    description: str
+    make: Callable[[str], MethodSpec] = field(repr=False)
+
+
+METHOD_FAMILIES: dict[str, MethodFamily] = {}
+
+
+def register_family(family: MethodFamily) -> MethodFamily:
+    """Add a method family; duplicate prefixes are refused."""
+    if family.prefix in METHOD_FAMILIES:
+        raise MethodError(f"method family {family.prefix!r} is already registered")
+    METHOD_FAMILIES[family.prefix] = family
+    return family
 
 
 # ====================================================================== shared plumbing
@@ -371,3 +400,30 @@ for _spec in (
                _ppo_family("bc+ppo", bc_first=True)),
 ):
     register(_spec)
+
+
+# ====================================================================== language agents
+def _llm_method(name: str) -> MethodSpec:
+    """The language agent ``llm:<model>`` / ``llm-hf:<dir>`` (``learners/llm_agent.py``)."""
+
+    def run(world, steps: int = 0, num_envs: int = 1, seed: int = 0, device: str = "cpu",
+            run_dir=None, options: MethodOptions | None = None, **overrides: Any
+            ) -> MethodResult:
+        from autoworld.learners.llm_agent import run_method
+
+        return run_method(name, world, steps, num_envs, seed, device, run_dir, options,
+                          **overrides)
+
+    return MethodSpec(name, "best", "none (in-context policy of a frozen LLM)",
+                      "LLM prompt", "A language model chooses every action from a text "
+                      "observation; nothing is trained.", run)
+
+
+for _family in (
+    MethodFamily("llm", "llm:<model>", "A model served by an OpenAI-compatible endpoint "
+                 "($AUTOWORLD_LLM_BASE_URL or --llm-base-url) acting on text observations.",
+                 _llm_method),
+    MethodFamily("llm-hf", "llm-hf:<model dir>", "A local Hugging Face causal LM acting on "
+                 "text observations (constrained choice of the action number).", _llm_method),
+):
+    register_family(_family)

@@ -241,10 +241,14 @@ def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, de
                     run_dir: str | Path | None, resume: bool) -> TrainResult:
     """Run a method of ``learners.methods.METHODS`` (their runs are not resumable)."""
     try:
-        from autoworld.learners.methods import METHODS
+        from autoworld.learners.methods import MethodError, get_method
     except ImportError:
-        METHODS = {}  # noqa: N806
-    entry = METHODS.get(method)
+        entry = None
+    else:
+        try:
+            entry = get_method(method)  # registered names and families such as llm:MODEL
+        except MethodError:
+            entry = None
     if entry is None:
         raise TrainError(f"unknown method {method!r}; use one of "
                          f"{', '.join(available_methods())}")

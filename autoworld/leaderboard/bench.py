@@ -60,17 +60,26 @@ def _split(expr: str) -> list[str]:
     return [p.strip() for p in expr.split(",") if p.strip()]
 
 
-def select_methods(expr: str, available: Sequence[str]) -> list[str]:
-    """``all`` or a comma list of registered method names."""
+def select_methods(expr: str, available: Sequence[str],
+                   families: Sequence[str] = ()) -> list[str]:
+    """``all`` or a comma list of registered method names, or members ``prefix:arg`` of the
+    method families ``families`` (e.g. ``llm:gpt-4o-mini``). ``all`` is the registered methods
+    only: a family member needs its argument (a model) spelled out."""
     if expr.strip() == "all":
         if not available:
             raise BenchError("--methods all: no learning methods are registered")
         return list(available)
     names = _split(expr)
-    unknown = [n for n in names if n not in available]
+
+    def known(name: str) -> bool:
+        prefix, sep, arg = name.partition(":")
+        return name in available or bool(sep and arg and prefix in families)
+
+    unknown = [n for n in names if not known(n)]
     if unknown or not names:
+        extra = "".join(f", {f}:<...>" for f in families)
         raise BenchError(f"--methods: unknown method(s) {', '.join(unknown) or expr!r}; "
-                         f"choose from {', '.join(available)} (see `autoworld methods`)")
+                         f"choose from {', '.join(available)}{extra} (see `autoworld methods`)")
     return list(dict.fromkeys(names))
 
 
@@ -219,6 +228,15 @@ def available_methods() -> list[str]:
     return sorted(METHODS)
 
 
+def method_families() -> list[str]:
+    """Prefixes of the method families (``llm`` for ``llm:<model>``, ...)."""
+    try:
+        from autoworld.learners.methods import METHOD_FAMILIES
+    except ImportError:
+        return []
+    return sorted(METHOD_FAMILIES)
+
+
 def available_worlds() -> list[str]:
     """The catalogue worlds."""
     from autoworld.envs.catalogue import list_worlds
@@ -254,27 +272,72 @@ def outcome_from_result(result: Any) -> CellOutcome:
     return CellOutcome(**found)
 
 
+# Rollouts are sized to the budget: a run never takes more than about one rollout beyond its
+# --steps. Large budgets keep the learners' defaults (256 envs); tiny cells use fewer envs
+# instead of paying for one full 256 x 128 rollout (32,768 steps) whatever their budget.
+DEFAULT_NUM_ENVS = 256
+MIN_STEPS_PER_ENV = 32
+
+
+def budget_num_envs(steps: int, requested: int | None = None) -> int:
+    """Parallel envs of a run with an env-step budget ``steps``: ``requested`` when given, else
+    the default 256 capped so that one rollout of 32 steps per env fits the budget."""
+    if requested is not None:
+        return int(requested)
+    return max(1, min(DEFAULT_NUM_ENVS, int(steps) // MIN_STEPS_PER_ENV))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_world(name: str):
+    """A catalogue world or spec file, parsed once per process (specs are immutable)."""
+    from autoworld.envs.catalogue import load_world
+
+    return load_world(name)
+
+
+def _is_family_method(name: str) -> bool:
+    prefix, sep, arg = name.partition(":")
+    return bool(sep and arg) and prefix in method_families()
+
+
 def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None,
-                 run_root: str | None = None) -> CellOutcome:
-    """Train ``cell.method`` on ``cell.world`` with ``autoworld.learners.train.train``."""
+                 run_root: str | None = None, llm_base_url: str | None = None,
+                 llm_workers: int | None = None) -> CellOutcome:
+    """Train ``cell.method`` on ``cell.world`` with ``autoworld.learners.train.train``, or run a
+    method-family member (``llm:<model>``: a language agent, evaluated, nothing trained)."""
     try:
         from autoworld.learners.train import train
     except ImportError as exc:
         raise BenchError("the learners are not available yet (autoworld.learners.train: "
                          f"{exc}); `autoworld bench` needs them to train") from exc
+    run_dir = (str(Path(run_root) / cell.method.replace(":", "_").replace("/", "_") / cell.world
+                   / f"seed{cell.seed}") if run_root is not None else None)
+    world = _load_world(cell.world)
+    if _is_family_method(cell.method):
+        from autoworld.learners.methods import get_method
+
+        overrides = {k: v for k, v in (("base_url", llm_base_url), ("max_workers", llm_workers))
+                     if v is not None}
+        result = get_method(cell.method).run(world, steps=cell.steps, seed=cell.seed,
+                                             device=device, run_dir=run_dir, **overrides)
+        return outcome_from_result(result)
+    envs = budget_num_envs(cell.steps, num_envs)
     kwargs: dict[str, Any] = {"method": cell.method, "steps": cell.steps, "seed": cell.seed,
-                              "device": device}
-    if num_envs is not None:
-        kwargs["num_envs"] = num_envs
-    if run_root is not None:
-        kwargs["run_dir"] = str(Path(run_root) / cell.method / cell.world / f"seed{cell.seed}")
-    return outcome_from_result(train(cell.world, **kwargs))
+                              "device": device, "num_envs": envs, "run_dir": run_dir}
+    if cell.method == "ppo":
+        # the rollout length rule of the PPO-based registered methods (learners.methods)
+        from autoworld.learners.methods import MethodOptions, _ppo_config
+
+        kwargs["config"] = _ppo_config(envs, MethodOptions(), cell.steps)
+    return outcome_from_result(train(world, **kwargs))
 
 
 def make_train_runner(device: str = "cpu", num_envs: int | None = None,
-                      run_root: str | None = None) -> Runner:
+                      run_root: str | None = None, llm_base_url: str | None = None,
+                      llm_workers: int | None = None) -> Runner:
     """The default runner (picklable, for the process and ray backends)."""
-    return functools.partial(train_runner, device=device, num_envs=num_envs, run_root=run_root)
+    return functools.partial(train_runner, device=device, num_envs=num_envs, run_root=run_root,
+                             llm_base_url=llm_base_url, llm_workers=llm_workers)
 
 
 def check_learners() -> None:

@@ -206,3 +206,63 @@ def test_outcome_from_the_real_train_result() -> None:
                                success=1.0)
     assert outcome_from_result(result) == CellOutcome(score_opt=0.6, score_random=0.5,
                                                       raw_return=0.7, success=1.0)
+
+
+def test_select_methods_accepts_method_family_members() -> None:
+    assert select_methods("a,llm:gpt-x", ["a", "b"], families=["llm"]) == ["a", "llm:gpt-x"]
+    assert select_methods("all", ["a", "b"], families=["llm"]) == ["a", "b"]
+    with pytest.raises(BenchError, match="llm:<...>"):
+        select_methods("llm:", ["a"], families=["llm"])
+    with pytest.raises(BenchError, match="unknown method"):
+        select_methods("llm:gpt-x", ["a"])  # no such family registered
+    from autoworld.leaderboard.bench import method_families
+
+    assert {"llm", "llm-hf"} <= set(method_families())
+
+
+def test_tiny_budgets_get_a_rollout_that_fits() -> None:
+    from autoworld.leaderboard.bench import budget_num_envs
+
+    assert budget_num_envs(1000) == 31  # one 32-step rollout fits the budget
+    assert budget_num_envs(10) == 1
+    assert budget_num_envs(1_000_000) == 256  # large budgets keep the default
+    assert budget_num_envs(1000, requested=512) == 512
+
+
+def test_tiny_ppo_cell_trains_within_its_budget(tmp_path: Path, monkeypatch) -> None:
+    import autoworld.learners.train as train_mod
+    from autoworld.leaderboard.bench import make_train_runner
+
+    seen = {}
+
+    def fake_train(world, **kw):
+        seen.update(kw, world=world)
+        return {"score": 0.5}
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    store = RunStore(tmp_path / "t.db")
+    [rec] = run_bench(plan(["ppo"], ["Empty-6x6"], 1, 600), store, make_train_runner())
+    assert rec.status == "finished" and rec.score_opt == 0.5
+    assert seen["world"].name == "Empty-6x6" and seen["num_envs"] == 18
+    rollout = seen["config"].num_envs * seen["config"].num_steps
+    assert rollout <= 600  # not a default 256 x 128 rollout (32,768 steps)
+    seen.clear()
+    run_bench(plan(["es"], ["Empty-6x6"], 1, 100_000), store, make_train_runner())
+    assert seen["method"] == "es" and seen["num_envs"] == 256  # large budgets: the default
+    assert "config" not in seen  # only the ppo driver gets a sized rollout config
+
+
+def test_llm_method_cells_rank_a_scripted_endpoint(tmp_path: Path) -> None:
+    pytest.importorskip("openai")
+    from autoworld.leaderboard.bench import make_train_runner
+    from tests.learners.test_llm_agent import ScriptedChatServer, oracle_lookup, oracle_policy
+
+    store = RunStore(tmp_path / "llm.db")
+    with ScriptedChatServer(oracle_policy(oracle_lookup("Empty-6x6"))) as server:
+        runner = make_train_runner(llm_base_url=server.url, llm_workers=4,
+                                   run_root=str(tmp_path / "runs"))
+        [rec] = run_bench(plan(["llm:oracle-bot"], ["Empty-6x6"], 1, 1), store, runner)
+    assert rec.status == "finished", rec.error
+    assert rec.method == "llm:oracle-bot" and rec.score_opt == pytest.approx(1.0)
+    assert rec.success == 1.0 and len(server.bodies) == 17  # one request per decision
+    assert (tmp_path / "runs" / "llm_oracle-bot" / "Empty-6x6" / "seed0" / "result.json").is_file()

@@ -1,0 +1,206 @@
+"""Reference comparison: autoworld's PPO against stable-baselines3's PPO at the same sample budget.
+
+Both learners train on the same world for the same number of env-steps with the hyper-parameters
+that correspond (envs, rollout length, learning rate, epochs, minibatches, discount, GAE lambda,
+clip, entropy and value coefficients, gradient clip, a 2 x ``--hidden`` tanh MLP), then both are
+scored the same way: ``learners.evaluation.evaluate`` on the world's validation levels (sampled
+actions, oracle-normalized). Training wall time excludes that final evaluation.
+
+- autoworld: ``learners.ppo.PPO`` on the batched engine (one tensor program for all envs).
+- stable-baselines3: ``PPO("MlpPolicy")`` on ``gymnasium.make("autoworld/World-v0", spec=...)``
+  envs in a ``DummyVecEnv`` (the standard single-process setup), each observation one-hot
+  encoded (symbol codes) and flattened, which is what autoworld's MLP trunk sees through its
+  symbol embedding.
+
+stable-baselines3 is needed for this benchmark only (not a dependency of autoworld):
+
+    pip install stable-baselines3
+    python benchmarks/ppo_reference.py --world DoorKey-6x6 --steps 1000000 --threads 2
+
+``DoorKey-6x6`` is the catalogue's DoorKey-8x8 spec at 6x6 with max_steps 360 (which autoworld's
+PPO solves within ~1M steps, docs/benchmarks.md); any catalogue name or spec file also works.
+One JSON line per implementation: implementation, world, steps, wall_s, steps_per_s,
+normalized, normalized_gain, success, seed, config; then a summary line with the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+
+def load_spec(name: str):
+    """A catalogue world, a spec file, or ``DoorKey-6x6`` (DoorKey-8x8 shrunk to 6x6)."""
+    from autoworld.envs.catalogue import load_world
+    from autoworld.spec import load_spec as load_spec_file
+    from autoworld.spec import parse_spec
+
+    if name == "DoorKey-6x6":
+        data = load_world("DoorKey-8x8").model_dump(mode="json", exclude_none=True)
+        data.update(name="DoorKey-6x6", height=6, width=6, max_steps=360)
+        return parse_spec(data)
+    if Path(name).is_file():
+        return load_spec_file(name)
+    return load_world(name)
+
+
+def one_hot_flat(obs: dict, keys: list[str], num_symbols: int):
+    """Numpy (B, D) float32 of a batched observation dict: symbol images one-hot, the rest as is."""
+    import numpy as np
+
+    parts = []
+    for k in keys:
+        x = np.asarray(obs[k])
+        if k == "image":
+            x = np.eye(num_symbols, dtype=np.float32)[x.astype(np.int64)]
+        parts.append(x.reshape(x.shape[0], -1).astype(np.float32))
+    return np.concatenate(parts, axis=1)
+
+
+def run_autoworld(spec, args) -> tuple[float, int, object]:
+    from autoworld.learners.policies import PolicyConfig
+    from autoworld.learners.ppo import PPO, PPOConfig
+
+    cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
+                    anneal_lr=False, update_epochs=args.epochs,
+                    num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
+                    gae_lambda=args.gae_lambda, clip_coef=args.clip, vf_coef=args.vf_coef,
+                    max_grad_norm=args.max_grad_norm,
+                    policy=PolicyConfig(trunk="mlp", hidden=args.hidden))
+    start = time.perf_counter()
+    learner = PPO(spec, cfg, total_steps=args.steps, device=args.device, seed=args.seed)
+    while learner.iteration < learner.num_iterations:
+        learner.iterate()
+    return time.perf_counter() - start, learner.global_step, learner.policy
+
+
+def run_sb3(spec, args) -> tuple[float, int, object]:
+    try:
+        import gymnasium as gym
+        from stable_baselines3 import PPO as SB3PPO
+        from stable_baselines3.common.vec_env import DummyVecEnv
+    except ImportError as exc:
+        raise SystemExit("the reference needs stable-baselines3 (for this benchmark only): "
+                         f"pip install stable-baselines3 ({exc})") from None
+    import numpy as np
+    import torch
+
+    import autoworld  # noqa: F401 - registers the autoworld/* ids
+    from autoworld.envs.grid.symbols import NUM_SYMBOLS
+
+    class OneHot(gym.ObservationWrapper):
+        def __init__(self, env: gym.Env) -> None:
+            super().__init__(env)
+            self.keys = [k for k in ("image", "features") if k in env.observation_space.spaces]
+            sample = one_hot_flat({k: v[None] for k, v in env.observation_space.sample().items()},
+                                  self.keys, NUM_SYMBOLS)
+            self.observation_space = gym.spaces.Box(0.0, 1.0, (sample.shape[1],), np.float32)
+
+        def observation(self, obs):
+            return one_hot_flat({k: v[None] for k, v in obs.items()}, self.keys, NUM_SYMBOLS)[0]
+
+    def make(i: int):
+        def thunk():
+            env = OneHot(gym.make("autoworld/World-v0", spec=spec))
+            env.reset(seed=args.seed * 100_003 + i)
+            return env
+        return thunk
+
+    venv = DummyVecEnv([make(i) for i in range(args.num_envs)])
+    batch = args.num_envs * args.num_steps
+    model = SB3PPO("MlpPolicy", venv, learning_rate=args.lr, n_steps=args.num_steps,
+                   batch_size=batch // args.minibatches, n_epochs=args.epochs, gamma=args.gamma,
+                   gae_lambda=args.gae_lambda, clip_range=args.clip, ent_coef=args.ent_coef,
+                   vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm, seed=args.seed,
+                   device=args.device, verbose=0,
+                   policy_kwargs={"net_arch": {"pi": [args.hidden, args.hidden],
+                                               "vf": [args.hidden, args.hidden]},
+                                  "activation_fn": torch.nn.Tanh})
+    start = time.perf_counter()
+    model.learn(total_timesteps=args.steps)
+    wall = time.perf_counter() - start
+    keys = venv.envs[0].keys
+
+    def policy(obs: dict) -> torch.Tensor:
+        flat = one_hot_flat({k: obs[k].cpu().numpy() for k in keys}, keys, NUM_SYMBOLS)
+        actions, _ = model.predict(flat, deterministic=False)
+        return torch.as_tensor(actions, dtype=torch.long)
+
+    return wall, int(model.num_timesteps), policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", default="DoorKey-6x6")
+    ap.add_argument("--steps", type=int, default=1_000_000, help="Env-step budget of each.")
+    ap.add_argument("--impl", default="both", choices=["both", "autoworld", "sb3"])
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
+    ap.add_argument("--num-envs", type=int, default=512)
+    ap.add_argument("--num-steps", type=int, default=64, help="Rollout steps per env.")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--minibatches", type=int, default=4)
+    ap.add_argument("--ent-coef", type=float, default=0.03)
+    ap.add_argument("--vf-coef", type=float, default=0.5)
+    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--gae-lambda", type=float, default=0.95)
+    ap.add_argument("--clip", type=float, default=0.2)
+    ap.add_argument("--max-grad-norm", type=float, default=0.5)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per validation level.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from autoworld.learners.evaluation import evaluate
+
+    spec = load_spec(args.world)
+    # Level banks and oracle values are built once per process; build them before any timing.
+    from autoworld.envs.grid.levels import bank
+    from autoworld.learners.evaluation import oracle_values
+
+    bank(spec, "train")
+    oracle_values(spec, "validation")
+    # The first torch.optim.Adam imports torch._dynamo (seconds); SB3 builds its optimizer
+    # before its timer starts, so pay that import here for both.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    config = {k: v for k, v in vars(args).items() if k not in ("impl", "world", "seed")}
+    print(json.dumps({"kind": "conditions", "world": spec.name, "cpu_count": os.cpu_count(),
+                      "load_avg": os.getloadavg()[0], "torch": torch.__version__,
+                      "machine": platform.processor() or platform.machine(),
+                      "config": config}), flush=True)
+    runs = {"autoworld": run_autoworld, "stable-baselines3": run_sb3}
+    if args.impl != "both":
+        keep = "autoworld" if args.impl == "autoworld" else "stable-baselines3"
+        runs = {keep: runs[keep]}
+    rows = {}
+    for name, fn in runs.items():
+        wall, steps, policy = fn(spec, args)
+        res = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
+                       seed=args.seed)
+        rows[name] = row = {
+            "kind": "result", "implementation": name, "world": spec.name, "steps": steps,
+            "wall_s": round(wall, 2), "steps_per_s": round(steps / max(wall, 1e-9)),
+            "normalized": round(res.normalized, 4),
+            "normalized_gain": round(res.normalized_gain, 4), "success": res.success,
+            "seed": args.seed, "config": config}
+        print(json.dumps(row), flush=True)
+    if len(rows) == 2:
+        a, b = rows["autoworld"], rows["stable-baselines3"]
+        print(json.dumps({"kind": "summary", "speedup_wall": round(b["wall_s"] / a["wall_s"], 2),
+                          "return_delta": round(a["normalized"] - b["normalized"], 4),
+                          "target": "speedup_wall >= 10 and return_delta >= 0",
+                          "load_avg_end": os.getloadavg()[0]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
