@@ -8,6 +8,7 @@ from autoworld import __version__
 from autoworld.cli.bench import bench_command
 from autoworld.cli.components import components_command
 from autoworld.cli.demo import demo_command
+from autoworld.cli.evolve import evolve
 from autoworld.cli.generate import generate_command
 from autoworld.cli.leaderboard import leaderboard_command
 from autoworld.cli.list_worlds import list_command
@@ -54,6 +55,7 @@ app.command("generate")(generate_command)
 app.command("bench")(bench_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("methods")(methods_command)
+app.command("evolve")(evolve)
 
 
 def _click_exception() -> type[Exception]:

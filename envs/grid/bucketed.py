@@ -291,3 +291,11 @@ class BucketedGridEngine:
     def level_index(self) -> torch.Tensor:
         """(B,) index of each env's current level within its world's bank."""
         return self._cat([eng.level_index() for eng in self.buckets])
+
+    def set_env_keys(self, keys: torch.Tensor) -> None:
+        """Give every env the random key ``keys[i]`` (B,); as :meth:`GridEngine.set_env_keys`."""
+        keys = torch.as_tensor(keys, dtype=torch.long, device=self.device)
+        if keys.shape != (self.num_envs,):
+            raise EngineError(f"keys must have shape ({self.num_envs},) (got {tuple(keys.shape)})")
+        for eng, envs in zip(self.buckets, self.bucket_envs, strict=True):
+            eng.set_env_keys(keys.index_select(0, envs))

@@ -514,6 +514,15 @@ class GridEngine:
         """(B,) index of each env's current level within its world's bank."""
         return self.state.level - self.bank_offset
 
+    def set_env_keys(self, keys: torch.Tensor) -> None:
+        """Give every env the random key ``keys[i]`` (B,) and restart its draw counter (callers
+        that pin the noise of each env, e.g. common random numbers across evaluations)."""
+        keys = torch.as_tensor(keys, dtype=torch.long)
+        if keys.shape != (self.num_envs,):
+            raise EngineError(f"keys must have shape ({self.num_envs},) (got {tuple(keys.shape)})")
+        self.state.key = keys.to(self.device).clone()
+        self.state.tick = torch.zeros_like(self.state.tick)
+
     def to_cpu_state(self) -> GridState:
         return self.state.map(lambda x: x.cpu())
 

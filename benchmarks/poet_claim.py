@@ -1,0 +1,107 @@
+"""POET's central claim, tested: on worlds POET solved late in a run, does optimizing from
+scratch directly on that world with the same budget succeed as often?
+
+Reads a finished run directory (``autoworld evolve --run-dir DIR``). The "late" worlds are the
+admitted children POET solved (ANNECS), the later half by the iteration they were solved at. For
+each, ``--seeds`` fresh agents are optimized with the run's own ES settings directly on that
+world for as many ES steps as POET's whole run had taken when it solved it (all seeds in one
+batched call per step), scored on the validation levels every ``--eval-every`` steps; a seed
+succeeds when a score reaches the run's solved threshold. Prints one JSON line per world and a
+summary line comparing success rates (POET's is 1 on these worlds by construction: they were
+solved), whichever way it comes out.
+
+Example:
+    autoworld evolve --iterations 200 --run-dir runs/claim
+    python benchmarks/poet_claim.py runs/claim --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def late_solved_worlds(run_dir: Path) -> list[tuple[str, int]]:
+    """(world, iteration solved) of the later half of the admitted worlds POET solved."""
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x]
+    solved = sorted(((e["world"], e["iteration"]) for e in events if e["event"] == "solved"),
+                    key=lambda x: (x[1], x[0]))
+    return solved[len(solved) // 2:]
+
+
+def from_scratch(run_dir: Path, world: str, budget: int, seeds: int, eval_every: int) -> dict:
+    from autoworld import rng
+    from autoworld.poet.config import PoetConfig
+    from autoworld.poet.executor import LocalExecutor
+    from autoworld.poet.policy import PoetPolicy
+    from autoworld.poet.report import latest_state
+    from autoworld.poet.rollout import EsJob, EvalJob, WorldEntry
+    from autoworld.spec import parse_spec
+
+    _, state = latest_state(run_dir)
+    cfg = PoetConfig.model_validate(state["config"])
+    d = state["worlds"][world]
+    worlds = {world: WorldEntry(parse_spec(d["spec"]), d["optimal"], d["random"])}
+    policy = PoetPolicy(cfg.obs_size, cfg.embed_dim, cfg.hidden,
+                        value_head=cfg.learner == "ppo")
+    ex = LocalExecutor(policy, cfg.device)
+    jobs = []
+    for s in range(seeds):
+        th = policy.init(rng.derive_seed(cfg.seed, "claim", world, s))
+        j_lr = cfg.ppo.learning_rate if cfg.learner == "ppo" else cfg.lr
+        z = torch.zeros_like(th)
+        jobs.append(EsJob(f"s{s}", world, th, z, z.clone(), 0, cfg.sigma, j_lr, 0,
+                          cfg.learner == "es" and cfg.greedy, cfg.train_levels))
+    best = [float("-inf")] * seeds
+    for step in range(budget):
+        for j in jobs:
+            j.seed = rng.derive_seed(cfg.seed, "claim-es", world, j.agent, step)
+        res = (ex.ppo_steps(worlds, jobs, cfg.ppo) if cfg.learner == "ppo"
+               else ex.es_steps(worlds, jobs, cfg.population, cfg.episodes, cfg.l2))
+        for j, r in zip(jobs, res, strict=True):
+            j.theta, j.m, j.v, j.t = r.theta, r.m, r.v, r.t
+            if cfg.learner == "es":
+                j.sigma = max(cfg.sigma_min, j.sigma * cfg.sigma_decay)
+                j.lr = max(cfg.lr_min, j.lr * cfg.lr_decay)
+        if (step + 1) % eval_every == 0 or step + 1 == budget:
+            scores = ex.evaluate(worlds, [EvalJob(j.agent, world, j.theta, step, j.greedy)
+                                          for j in jobs], cfg.eval_episodes,
+                                 cfg.validation_levels)
+            best = [max(b, s) for b, s in zip(best, scores, strict=True)]
+    success = sum(b >= cfg.solved_threshold for b in best) / seeds
+    return {"world": world, "name": worlds[world].spec.name, "budget_es_steps": budget,
+            "seeds": seeds, "scratch_success": success, "scratch_best": best,
+            "poet_success": 1.0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--max-worlds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    late = late_solved_worlds(args.run_dir)[: args.max_worlds]
+    if not late:
+        print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": "POET solved no admitted "
+                          "world in this run; run longer"}))
+        return
+    rows = []
+    for world, solved_at in late:
+        row = from_scratch(args.run_dir, world, max(1, solved_at + 1), args.seeds,
+                           args.eval_every)
+        rows.append(row)
+        print(json.dumps({"bench": "poet_claim_world", **row}), flush=True)
+    print(json.dumps({"bench": "poet_claim", "worlds": len(rows),
+                      "poet_success": 1.0,
+                      "scratch_success": sum(r["scratch_success"] for r in rows) / len(rows)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`autoworld evolve` through typer: a tiny run writes its outputs, --report rebuilds the plots,
+bad options are one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from autoworld.cli.evolve import evolve
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    a = typer.Typer()
+    a.command("evolve")(evolve)
+    a.command("other")(lambda: None)  # two commands: typer keeps the sub-command name
+    return a
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_metrics_plots_gifs_and_report_rebuilds(app, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["evolve", "--iterations", "2", "--population", "4",
+                                 "--run-dir", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [0, 1]
+    assert json.loads((out / "config.json").read_text())["population"] == 4
+    for name in ("annecs.png", "lineage.png", "scores.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "gifs" / "w0000.gif").read_bytes()[:3] == b"GIF"
+    assert "worlds found" in r.output and "w0000" in r.output
+    # --resume continues with the run's own options; --iterations may grow
+    r = CliRunner().invoke(app, ["evolve", "--resume", "--iterations", "3", "--run-dir",
+                                 str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [0, 1, 2]
+    (out / "plots" / "annecs.png").unlink()
+    r = CliRunner().invoke(app, ["evolve", "--report", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "plots" / "annecs.png").exists()
+
+
+def test_bad_options_are_one_clear_error(app, tmp_path):
+    r = CliRunner().invoke(app, ["evolve", "--preset", "huge", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "--preset" in r.output
+    r = CliRunner().invoke(app, ["evolve", "--population", "5", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "population" in r.output
+    r = CliRunner().invoke(app, ["evolve", "--report", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "metrics.jsonl" in r.output
