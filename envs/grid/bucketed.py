@@ -32,9 +32,10 @@ from typing import Literal
 
 import torch
 
-from autoworld.envs.grid.engine import GridEngine, pad_image
+from autoworld.envs.grid.engine import GridEngine
 from autoworld.envs.grid.level import LevelBank
 from autoworld.envs.grid.spec import GridWorldSpec
+from autoworld.envs.grid.symbols import CELL
 from autoworld.errors import EngineError
 
 Bucketing = Literal["auto", "components", "none"]
@@ -49,6 +50,56 @@ def component_signature(spec: GridWorldSpec) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
+# Cost model of one program stepping n envs with component set S, in units of one env's work
+# per component: (BASE_COMPONENTS + |S|) * (overhead_envs + n). ``overhead_envs`` is the fixed
+# per-step cost of a program (op dispatch, kernel launches) in env-equivalents; measured on 2 CPU
+# cores, a program's step at 256 envs costs about half its step at 4,096 envs (docs/benchmarks.md).
+BASE_COMPONENTS = 4  # the engine's own work per step (moves, time, reset, view merge)
+OVERHEAD_ENVS = {"cpu": 1_000, "cuda": 200_000}
+
+
+def plan_buckets(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int],
+                 overhead_envs: float | None = None, device: str | torch.device = "cpu",
+                 merge: bool = True) -> list[list[int]]:
+    """Group the worlds in use into buckets (lists of world indices), one program each.
+
+    Start from one bucket per component set; then, while merging two buckets into one program
+    (running their union of components on both sets of envs) is cheaper under the cost model
+    than running them apart, merge the pair that saves most. Small batches thus fall back to one
+    program (its fixed cost dominates), large ones keep a program per component set.
+    """
+    counts: dict[int, int] = {}
+    for w in world_ids:
+        counts[w] = counts.get(w, 0) + 1
+    by_sig: dict[tuple[str, ...], list[int]] = {}
+    for w in counts:
+        by_sig.setdefault(component_signature(worlds[w]), []).append(w)
+    groups = [(set(sig), sum(counts[w] for w in ws), ws) for sig, ws in by_sig.items()]
+    if not merge:
+        return [g[2] for g in groups]
+    k = overhead_envs if overhead_envs is not None else OVERHEAD_ENVS.get(
+        torch.device(device).type, OVERHEAD_ENVS["cuda"])
+
+    def cost(comps: set[str], n: int) -> float:
+        return (BASE_COMPONENTS + len(comps)) * (k + n)
+
+    while len(groups) > 1:
+        best, pair = 0.0, None
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (si, ni, _), (sj, nj, _) = groups[i], groups[j]
+                saving = cost(si, ni) + cost(sj, nj) - cost(si | sj, ni + nj)
+                if saving > best:
+                    best, pair = saving, (i, j)
+        if pair is None:
+            break
+        i, j = pair
+        (si, ni, wi), (sj, nj, wj) = groups[i], groups[j]
+        groups[i] = (si | sj, ni + nj, wi + wj)
+        del groups[j]
+    return [g[2] for g in groups]
+
+
 def make_engine(
     worlds: GridWorldSpec | Sequence[GridWorldSpec],
     num_envs: int = 1,
@@ -60,14 +111,16 @@ def make_engine(
     final_obs: bool = True,
     compile: bool = False,
     bucketing: Bucketing = "auto",
+    overhead_envs: float | None = None,
 ) -> GridEngine | BucketedGridEngine:
-    """An engine for any batch of grid worlds: one program, or one per component set.
+    """An engine for any batch of grid worlds: one program, or several (buckets).
 
     Takes :class:`GridEngine`'s arguments plus ``bucketing``:
 
-    - ``"auto"`` (default): bucket by component set when the batch holds more than one set,
-      else a plain :class:`GridEngine`;
-    - ``"components"``: always a :class:`BucketedGridEngine` (even with one bucket);
+    - ``"auto"`` (default): hybrid; one bucket per component set, then buckets merged while the
+      cost model says one program is cheaper (:func:`plan_buckets`; ``overhead_envs`` overrides
+      the device's fixed per-program cost); a plain :class:`GridEngine` when one bucket remains;
+    - ``"components"``: one bucket per component set, never merged;
     - ``"none"``: one program for the whole batch (neutral parameters for absent components).
     """
     if bucketing not in BUCKETING_MODES:
@@ -78,10 +131,12 @@ def make_engine(
     if bucketing == "none":
         return GridEngine(world_list, **kw)
     if bucketing == "auto":
-        ids = range(len(world_list)) if world_ids is None else set(world_ids)
-        used = {component_signature(world_list[w]) for w in ids if 0 <= w < len(world_list)}
-        if len(used) <= 1:
-            return GridEngine(world_list, **kw)
+        ids = [i % len(world_list) for i in range(num_envs)] if world_ids is None else world_ids
+        if all(0 <= w < len(world_list) for w in ids):  # else the engine names the error
+            plan = plan_buckets(world_list, ids, overhead_envs, device)
+            if len(plan) <= 1:
+                return GridEngine(world_list, **kw)
+            return BucketedGridEngine(world_list, **kw, plan=plan)
     return BucketedGridEngine(world_list, **kw)
 
 
@@ -124,6 +179,7 @@ class BucketedGridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
+        plan: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         if not self.worlds:
@@ -144,16 +200,22 @@ class BucketedGridEngine:
         self.world_ids = torch.tensor(world_ids, dtype=torch.long, device=self.device)
         self.seed = seed
 
-        layout = batch_layout(self.worlds, world_ids)
-        # group the worlds in use by component set, in order of first appearance
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for w in dict.fromkeys(world_ids):
-            groups.setdefault(component_signature(self.worlds[w]), []).append(w)
+        self.layout = layout = batch_layout(self.worlds, world_ids)
+        # buckets draw their views at their own size (filters cost per image cell); the merge
+        # pads them to the batch's image, as one program's view stage would
+        bucket_layout = {k: v for k, v in layout.items() if k != "image_shape"}
+        # buckets: given, or one per component set of the worlds in use
+        if plan is None:
+            plan = plan_buckets(self.worlds, world_ids, merge=False)
+        planned = sorted(w for ws in plan for w in ws)
+        if planned != sorted(set(world_ids)):
+            raise EngineError("plan must list every world in use exactly once")
+        self.plan = [list(ws) for ws in plan]
         self.buckets: list[GridEngine] = []
         self.bucket_envs: list[torch.Tensor] = []  # global env indices of each bucket
         self._bucket_of = [0] * B
         self._local_of = [0] * B
-        for b, members in enumerate(groups.values()):
+        for b, members in enumerate(self.plan):
             local_world = {w: j for j, w in enumerate(members)}
             envs = [i for i, w in enumerate(world_ids) if w in local_world]
             for j, i in enumerate(envs):
@@ -162,7 +224,7 @@ class BucketedGridEngine:
                 [self.worlds[w] for w in members], num_envs=len(envs), device=self.device,
                 seed=seed, world_ids=[local_world[world_ids[i]] for i in envs],
                 banks=None if banks is None else [banks[w] for w in members], split=split,
-                final_obs=final_obs, compile=compile, env_index=envs, layout=layout,
+                final_obs=final_obs, compile=compile, env_index=envs, layout=bucket_layout,
             ))
             self.bucket_envs.append(torch.tensor(envs, dtype=torch.long, device=self.device))
         order = torch.cat(self.bucket_envs)
@@ -223,6 +285,17 @@ class BucketedGridEngine:
                         "a batch (use bucketing='none' or separate batches)")
                 merged[key] = (tuple(max(a, b) for a, b in zip(old_shape, shape, strict=True)),
                                dtype, min(old_low, low), max(old_high, high))
+        # image-shaped keys take the batch's image shape (a world outside the buckets, or a
+        # full grid larger than any bucket's frame, still sets it, as in one program)
+        R, C = self.layout["image_shape"]
+        R, C = max(R, merged["image"][0][0]), max(C, merged["image"][0][1])
+        for key in ("image", "text"):
+            if key in merged:
+                merged[key] = ((R, C), *merged[key][1:])
+        if "rgb" in merged:
+            t = merged["rgb"][0][0] // max(1, max(e.image_shape[0] for e in self.buckets
+                                                  if "rgb" in e.observation_spec()))
+            merged["rgb"] = ((R * t, C * t, 3), *merged["rgb"][1:])
         return merged
 
     def observation_spec(self) -> ObsSpec:
@@ -234,28 +307,32 @@ class BucketedGridEngine:
     def image_shape(self) -> tuple[int, int]:
         return tuple(self._spec["image"][0])  # type: ignore[return-value]
 
-    def _fit(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        """One bucket's observation ``key`` padded to the merged shape."""
-        shape = self._spec[key][0]
-        if tuple(x.shape[1:]) == shape:
-            return x
-        if key == "image":
-            return pad_image(x, *shape)
-        out = torch.zeros((x.shape[0], *shape), dtype=x.dtype, device=x.device)
-        out[(slice(None), *(slice(0, n) for n in x.shape[1:]))] = x
-        return out
-
     def _merge_obs(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The buckets' observations in the caller's env order: smaller images padded
+        top-left (PAD cells, spaces in text, black pixels), keys a bucket lacks zero."""
         out = {}
         for key, (shape, dtype, _, _) in self._spec.items():
+            fill = int(CELL.PAD) if key == "image" else ord(" ") if key == "text" else 0
             rows = []
-            for eng_obs, envs in zip(parts, self.bucket_envs, strict=True):
-                if key in eng_obs:
-                    rows.append(self._fit(key, eng_obs[key]))
-                else:
-                    rows.append(torch.zeros((len(envs), *shape), dtype=dtype,
-                                            device=self.device))
-            out[key] = self._cat(rows)
+            for part in parts:
+                x = part.get(key)
+                if x is not None and tuple(x.shape[1:]) != shape:
+                    pad = [p for d in reversed(range(1, x.dim()))
+                           for p in (0, shape[d - 1] - x.shape[d])]
+                    x = torch.nn.functional.pad(x, pad, value=fill)
+                rows.append(x)
+            if all(x is not None for x in rows):
+                out[key] = self._cat(rows)
+                continue
+            # a key only some buckets emit: zeros, with those buckets' rows written in
+            buf = torch.zeros((self.num_envs, *shape), dtype=dtype, device=self.device)
+            for b, x in enumerate(rows):
+                if x is not None:
+                    if self._slices is not None:
+                        buf[self._slices[b]] = x
+                    else:
+                        buf.index_copy_(0, self.bucket_envs[b], x)
+            out[key] = buf
         return out
 
     # ==================================================================== reset / step

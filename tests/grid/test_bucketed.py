@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from autoworld.envs.catalogue import load_world
-from autoworld.envs.grid.bucketed import BucketedGridEngine, component_signature, make_engine
+from autoworld.envs.grid.bucketed import (
+    BucketedGridEngine,
+    component_signature,
+    make_engine,
+    plan_buckets,
+)
 from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine
 from autoworld.errors import EngineError
 
@@ -49,7 +54,7 @@ def test_bucketing_changes_no_trajectory(worlds):
     ids = [0, 3, 1, 4, 2, 2, 1, 0, 4, 3, 1, 0, 2, 3, 4, 0, 1, 1, 3]
     kw = dict(num_envs=len(ids), seed=7, world_ids=ids)
     single = make_engine(worlds, bucketing="none", **kw)
-    bucketed = make_engine(worlds, bucketing="auto", **kw)
+    bucketed = make_engine(worlds, bucketing="components", **kw)
     assert isinstance(single, GridEngine)
     assert isinstance(bucketed, BucketedGridEngine)
     assert bucketed.num_buckets == len({component_signature(w) for w in worlds})
@@ -73,6 +78,26 @@ def test_contiguous_buckets_and_reset_options(worlds):
                  bucketed.reset(seed=11, level_ids=levels, mask=mask))
     assert torch.equal(single.level_index(), bucketed.level_index())
     _assert_same(_rollout(single, 30, seed=5)[1:], _rollout(bucketed, 30, seed=5)[1:])
+
+
+def test_plan_merges_buckets_when_one_program_is_cheaper(worlds):
+    ids = [i % len(worlds) for i in range(60)]
+    sigs = {component_signature(w) for w in worlds}
+    apart = plan_buckets(worlds, ids, overhead_envs=0)  # no fixed cost: never merge
+    assert len(apart) == len(sigs)
+    assert [sorted(b) for b in plan_buckets(worlds, ids, overhead_envs=1e9)] == [
+        list(range(len(worlds)))]
+    for k in (0, 30, 300, 3000):
+        plan = plan_buckets(worlds, ids, overhead_envs=k)
+        assert sorted(w for ws in plan for w in ws) == list(range(len(worlds)))
+    # larger batches keep more programs apart (the fixed cost is amortized)
+    sizes = [len(plan_buckets(worlds, [i % 5 for i in range(n)], device="cpu"))
+             for n in (50, 5_000, 500_000)]
+    assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == len(sigs)
+    # make_engine follows the plan: one program for a small batch
+    assert isinstance(make_engine(worlds, num_envs=10), GridEngine)
+    eng = make_engine(worlds, num_envs=10, overhead_envs=0)
+    assert isinstance(eng, BucketedGridEngine) and eng.num_buckets == len(sigs)
 
 
 def test_make_engine_picks_one_program_for_one_component_set(worlds):
@@ -106,7 +131,8 @@ def test_locate_and_render(worlds):
 def test_vector_env_over_a_mix_is_bucketed():
     envs = gymnasium.make_vec("autoworld/World-v0", num_envs=6,
                               vectorization_mode="vector_entry_point",
-                              worlds=MIX, numpy=True, seed=0, render_mode="ansi")
+                              worlds=MIX, numpy=True, seed=0, render_mode="ansi",
+                              bucketing="components")
     assert isinstance(envs.unwrapped.engine, BucketedGridEngine)
     obs, info = envs.reset(options={"level": 2})
     assert np.array_equal(info["level"], np.full(6, 2))

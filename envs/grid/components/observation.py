@@ -274,9 +274,12 @@ class LineOfSight(GridComponent):
 
 
 def _cell_salts(engine) -> torch.Tensor:
-    """(N,) int64 per-cell salts for every image cell index an observation can have."""
-    n = max(engine.H * engine.W, 11 * 11)
-    return rng.hash32(torch.arange(n, dtype=torch.long) * 2 + 1).to(engine.device)
+    """(32, 32) int64 per-cell salts indexed by the cell's (row, column) in the image: an env
+    draws the same noise whatever the image shape of its batch (so a bucket of a mixed batch
+    draws what the whole batch would, see ``autoworld.envs.grid.bucketed``). Take
+    ``salts[:R, :C]`` for an R x C image."""
+    rc = torch.arange(32, dtype=torch.long)[:, None] * 64 + torch.arange(32, dtype=torch.long)
+    return rng.hash32(rc * 2 + 1).to(engine.device)
 
 
 def _cell_bits(key: torch.Tensor, tick: torch.Tensor, stream: int,
@@ -325,10 +328,11 @@ class RandomMask(GridComponent):
 
     def apply(self, ctx) -> None:
         stream = STREAM_RANDOM_MASK + ctx.stream_offset
+        R, C = ctx.image.shape[1:]
 
         def mask(flat, key, tick, rows):
             fraction = self.fraction if rows is None else self.fraction.index_select(0, rows)
-            bits = _cell_bits(key, tick, stream, self.salts[: flat.shape[1]])
+            bits = _cell_bits(key, tick, stream, self.salts[:R, :C].reshape(-1))
             u = (bits >> 8).to(torch.float32) * _INV24
             hide = (u < fraction[:, None]) & (flat < NUM_CELL_TYPES)
             return torch.where(hide, int(CELL.UNSEEN), flat)
@@ -359,10 +363,11 @@ class SymbolNoise(GridComponent):
 
     def apply(self, ctx) -> None:
         off = ctx.stream_offset
+        R, C = ctx.image.shape[1:]
 
         def noisy(flat, key, tick, rows):
             prob = self.prob if rows is None else self.prob.index_select(0, rows)
-            salts = self.salts[: flat.shape[1]]
+            salts = self.salts[:R, :C].reshape(-1)
             hit = _cell_bits(key, tick, STREAM_NOISE_HIT + off, salts)
             sym = _cell_bits(key, tick, STREAM_NOISE_SYMBOL + off, salts)
             u = (hit >> 8).to(torch.float32) * _INV24
