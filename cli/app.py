@@ -8,6 +8,7 @@ from autoworld import __version__
 from autoworld.cli.bench import bench_command
 from autoworld.cli.components import components_command
 from autoworld.cli.demo import demo_command
+from autoworld.cli.embodiment import embodiment
 from autoworld.cli.evolve import evolve
 from autoworld.cli.generate import generate_command
 from autoworld.cli.leaderboard import leaderboard_command
@@ -56,6 +57,7 @@ app.command("bench")(bench_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("methods")(methods_command)
 app.command("evolve")(evolve)
+app.command("embodiment")(embodiment)
 
 
 def _click_exception() -> type[Exception]:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from autoworld.learners.methods import METHODS, MethodOptions, MethodResult
+from autoworld.learners.methods import METHODS, MethodOptions, MethodResult, grid_methods
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def compare(worlds: Sequence[str], methods: Sequence[str] | None = None, *, budg
             options: MethodOptions | None = None, adaptive: bool = True) -> AdaptiveReport:
     """Run every method on every world with ``budget`` env-steps, then the adaptive selector
     with the same per-world budget, and summarize (scores on test levels)."""
-    methods = list(methods or sorted(METHODS))
+    methods = list(methods or grid_methods())
     options = (options or MethodOptions()).model_copy(update={"test_eval": True})
     scores: dict[str, dict[str, float]] = {}
     initial: dict[str, dict[str, float]] = {}

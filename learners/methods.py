@@ -93,10 +93,11 @@ class MethodSpec:
     component: str
     description: str
     run: RunFn = field(repr=False)
+    family: str = "grid"  # the world family the method trains on ("grid" or "arm")
 
     def row(self) -> dict[str, str]:
         """The JSON-able description (without the callable)."""
-        return {"name": self.name, "selection": self.selection,
+        return {"name": self.name, "family": self.family, "selection": self.selection,
                 "optimization": self.optimization, "component": self.component,
                 "description": self.description}
 
@@ -427,3 +428,21 @@ for _family in (
                  "text observations (constrained choice of the action number).", _llm_method),
 ):
     register_family(_family)
+
+
+def grid_methods() -> list[str]:
+    """Names of the registered methods that train on grid worlds (the catalogue's family)."""
+    return sorted(n for n, m in METHODS.items() if m.family == "grid")
+
+
+def _register_arm_methods() -> None:
+    import sys
+
+    if "autoworld.learners.arm_methods" in sys.modules:
+        return  # being imported first: it registers its methods when it finishes
+    from autoworld.learners.arm_methods import register as register_arm
+
+    register_arm()
+
+
+_register_arm_methods()

@@ -219,13 +219,13 @@ def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
 
 
 def available_methods() -> list[str]:
-    """Names of the registered learning methods (``autoworld.learners.methods.METHODS``)."""
+    """Names of the registered learning methods for grid worlds (the bench's worlds)."""
     try:
-        from autoworld.learners.methods import METHODS
+        from autoworld.learners.methods import grid_methods
     except ImportError as exc:
         raise BenchError("the learning methods are not available yet (autoworld.learners."
                          f"methods: {exc}); `autoworld bench` needs them") from exc
-    return sorted(METHODS)
+    return grid_methods()
 
 
 def method_families() -> list[str]:

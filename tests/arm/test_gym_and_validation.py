@@ -1,0 +1,114 @@
+"""Gymnasium adapters, registration, rendering and spec validation of the arm family."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from autoworld.envs.arm.embodiment import N_MAX
+from autoworld.envs.arm.gym_env import ArmEnv, ArmVectorEnv, make_arm_vector_env
+from autoworld.envs.arm.registration import (
+    arm_world_rows,
+    list_arm_worlds,
+    load_arm_world,
+    register_arm_worlds,
+)
+from autoworld.envs.arm.spec import TASKS, arm_world, load_arm_spec, spec_to_yaml
+from autoworld.envs.arm.validation import validate_arm_spec
+from autoworld.errors import CatalogueError, SpecError
+
+register_arm_worlds()
+
+
+def test_catalogue_covers_every_task_and_registers():
+    names = list_arm_worlds()
+    assert {load_arm_world(n).task for n in names} == set(TASKS)
+    assert {"ArmReach-N2", "ArmPickPlace-N7", "ArmReachAround-N4"} <= set(names)
+    for n in names:
+        assert f"autoworld/{n}-v0" in gymnasium.registry
+    rows = arm_world_rows()
+    assert [r["name"] for r in rows] == names
+    for r in rows:
+        assert set(r) == {"name", "family", "tags", "levels", "gym_id"}
+        assert r["family"] == "arm" and r["levels"] == "procedural"
+        assert all(isinstance(t, str) for t in r["tags"])
+    assert register_arm_worlds() == []  # idempotent
+    with pytest.raises(CatalogueError, match="unknown arm world"):
+        load_arm_world("ArmFly-N3")
+
+
+@pytest.mark.parametrize("name", list_arm_worlds())
+def test_every_catalogue_world_passes_check_env(name):
+    env = gymnasium.make(f"autoworld/{name}-v0", render_mode="rgb_array")
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == (256, 256, 3)
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 5  # something is drawn
+
+
+def test_single_env_episode_ends_with_its_final_observation():
+    env = ArmEnv(arm_world("reach", "arm3", max_steps=4), render_mode="rgb_array", seed=0)
+    obs, info = env.reset()
+    assert set(obs) == {"joint_state", "joint_desc", "joint_mask", "ee", "task"}
+    for _ in range(4):
+        obs, r, term, trunc, info = env.step(np.array([1.0, 0.0, -1.0], dtype=np.float32))
+    assert trunc and not term and "success" in info
+    assert env.render().shape == (256, 256, 3)
+    with pytest.raises(Exception, match="3 values"):
+        env.step(np.zeros(N_MAX, dtype=np.float32))
+
+
+def test_vector_env_mixed_batch_numpy_and_torch():
+    envs = make_arm_vector_env(6, worlds=["ArmReach-N2", "ArmPush-N7"], seed=0)
+    assert isinstance(envs, ArmVectorEnv)
+    obs, info = envs.reset()
+    assert obs["joint_state"].shape == (6, N_MAX, 3) and info["scene"].shape == (6,)
+    obs, r, term, trunc, info = envs.step(torch.zeros(6, 3))
+    assert {"final_obs", "_final_obs", "episode", "_episode", "success"} <= set(info)
+    npenv = gymnasium.make_vec("autoworld/ArmWipe-N4-v0", num_envs=3,
+                               vectorization_mode="vector_entry_point", numpy=True)
+    obs, _ = npenv.reset(seed=1)
+    assert isinstance(obs["task"], np.ndarray) and obs["task"].shape == (3, 16)
+    assert npenv.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.SAME_STEP
+
+
+def test_spec_files_round_trip_and_errors_name_the_field(tmp_path):
+    spec = arm_world("wipe", "arm5", max_steps=123)
+    path = tmp_path / "w.yaml"
+    path.write_text(spec_to_yaml(spec))
+    again = load_arm_spec(path)
+    assert again == spec and again.content_hash() == spec.content_hash()
+    env = gymnasium.make("autoworld/ArmWorld-v0", spec=str(path))
+    assert env.unwrapped.world == spec
+    path.write_text(spec_to_yaml(spec).replace("max_steps: 123", "max_steps: -4"))
+    with pytest.raises(SpecError, match="max_steps"):
+        load_arm_spec(path)
+    with pytest.raises(SpecError, match="radius_hi"):
+        arm_world("reach", "arm6_short", scene={"radius_lo": 0.4, "radius_hi": 0.9})
+
+
+def test_validation_reports_reachability_and_an_inexact_oracle():
+    report = validate_arm_spec(arm_world("via_point", "arm4"), episodes=8)
+    assert report.ok, report.errors
+    assert report.oracle_is_exact is False
+    assert report.expert_success == 1.0
+    assert report.oracle_return > report.random_return
+    assert [s.split for s in report.reachability] == ["train", "shifted"]
+    assert all(s.unreachable == 0 and s.points == 2 * s.scenes for s in report.reachability)
+
+
+def test_validation_flags_unreachable_targets():
+    # the two-link arm cannot fold closer than 0.267 m to its base
+    spec = arm_world("reach", "arm2", scene={"radius_lo": 0.15, "radius_hi": 0.8})
+    report = validate_arm_spec(spec, episodes=4)
+    assert not report.ok
+    assert report.reachability[0].unreachable > 0
+    assert "outside the reach of arm2" in report.errors[0]
+    # the same scene range suits an arm that folds onto its base
+    ok = validate_arm_spec(arm_world("reach", "arm3", scene={"radius_lo": 0.15,
+                                                             "radius_hi": 0.8}), episodes=4)
+    assert all(s.unreachable == 0 for s in ok.reachability)

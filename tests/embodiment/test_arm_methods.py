@@ -1,0 +1,44 @@
+"""The arm learning methods in the registry's shape: they run and report oracle-normalized
+scores against the scripted expert."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoworld.errors import SpecError
+from autoworld.learners.arm_methods import ARM_METHODS, arm_world_arg
+from autoworld.learners.methods import MethodOptions, MethodResult
+
+
+def test_specs_and_world_names():
+    assert [m.name for m in ARM_METHODS] == ["arm-bc", "arm-bc-debias", "arm-es"]
+    assert {m.selection for m in ARM_METHODS} == {"best"}
+    spec = arm_world_arg("ArmReachAround-arm4")
+    assert spec.task == "reach_around" and spec.arm.n_joints == 4
+    assert arm_world_arg(spec) is spec
+    with pytest.raises(SpecError, match="world"):
+        arm_world_arg("DoorKey-8x8")
+
+
+@pytest.mark.slow
+def test_arm_es_runs_and_scores_against_the_expert(tmp_path):
+    spec = next(m for m in ARM_METHODS if m.name == "arm-es")
+    res = spec.run("ArmReach-arm2", steps=3_000, num_envs=20, seed=0,
+                   options=MethodOptions(population=4), run_dir=tmp_path)
+    assert isinstance(res, MethodResult) and res.method == "arm-es"
+    assert res.env_steps >= 3_000 and res.extra["generations"] >= 1
+    assert res.extra["expert_return"] > res.extra["random_return"]
+    assert res.score == pytest.approx(res.mean_return / res.extra["expert_return"])
+    assert (tmp_path / "policy.safetensors").is_file() and (tmp_path / "result.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["arm-bc", "arm-bc-debias"])
+def test_arm_bc_methods_run(name):
+    pytest.importorskip("autoworld.envs.arm.demos")
+    spec = next(m for m in ARM_METHODS if m.name == name)
+    res = spec.run("ArmReach-arm2", steps=60, num_envs=8, seed=0,
+                   options=MethodOptions(bc_levels=12))
+    assert res.method == name and 0.0 <= res.success <= 1.0
+    assert res.extra["debias"] == ("debias" if name.endswith("debias") else "none")
+    assert res.extra["demonstrations"] >= 1 and res.extra["chunks"] >= 1
