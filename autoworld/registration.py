@@ -1,9 +1,9 @@
 """Register the catalogue worlds with Gymnasium.
 
-Every catalogue world ``<Name>`` becomes ``autoworld/<Name>-v0``, and ``autoworld/World-v0`` makes
-any spec file (``spec=PATH``). Registration only reads the catalogue's YAML files; torch, the
-engine and the spec models are imported when an env is made (``autoworld.gym_env``), so
-``import autoworld`` stays light.
+Every catalogue world ``<Name>`` (hand-written or generated) becomes ``autoworld/<Name>-v0``, and
+``autoworld/World-v0`` makes any spec file (``spec=PATH``). Registration only reads the
+catalogue's YAML files; torch, the engine and the spec models are imported when an env is made
+(``autoworld.gym_env``), so ``import autoworld`` stays light.
 
 Example:
     >>> import gymnasium, autoworld
@@ -58,7 +58,7 @@ def register_envs() -> list[str]:
     """
     import gymnasium
 
-    from autoworld.envs.catalogue import CATALOGUE_DIR, list_worlds
+    from autoworld.envs.catalogue import list_worlds, world_path
 
     new: list[str] = []
     for name in list_worlds():
@@ -69,10 +69,13 @@ def register_envs() -> list[str]:
             id=gid,
             entry_point=ENTRY_POINT,
             vector_entry_point=VECTOR_ENTRY_POINT,
-            max_episode_steps=_max_steps(CATALOGUE_DIR / f"{name}.yaml"),
+            max_episode_steps=_max_steps(world_path(name)),
             kwargs={"world": name},
         )
         new.append(gid)
+    from autoworld.envs.arm.registration import register_arm_worlds
+
+    new += register_arm_worlds()  # the arm family's catalogue (reads YAML only)
     if GENERIC_ID not in gymnasium.registry:
         gymnasium.register(id=GENERIC_ID, entry_point=ENTRY_POINT,
                            vector_entry_point=VECTOR_ENTRY_POINT, kwargs={})

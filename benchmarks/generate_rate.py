@@ -30,8 +30,21 @@ def _work(args: tuple[list[str], int, int, int]) -> dict:
     from autoworld.generator.procedural import ProceduralBackend
 
     themes, n, seed, levels = args
-    run = Generator(ProceduralBackend()).generate(themes, n=n, seed=seed, levels=levels)
-    return run.summary()
+    # a theme met again gets another seed (the same theme and seed would be the same world, a
+    # duplicate that the novelty stage rejects): one generation call per pass over the themes
+    gen = Generator(ProceduralBackend())
+    merged: dict = {"proposals": 0, "accepted": 0, "requested": 0, "first_try": 0, "stages": []}
+    for rnd, at in enumerate(range(0, len(themes), len(THEMES))):
+        s = gen.generate(themes[at:at + len(THEMES)], n=n, seed=seed + 100 * rnd,
+                         levels=levels).summary()
+        for key in ("proposals", "accepted", "requested", "first_try"):
+            merged[key] += s[key]
+        if not merged["stages"]:
+            merged["stages"] = [{**st, "attempted": 0, "passed": 0} for st in s["stages"]]
+        for acc, st in zip(merged["stages"], s["stages"], strict=True):
+            acc["attempted"] += st["attempted"]
+            acc["passed"] += st["passed"]
+    return merged
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, le
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.render import render_ascii
 
-    names = list(dict.fromkeys(world)) or list_worlds()
+    names = list(dict.fromkeys(world)) or list_worlds(generated=False)
     specs = [load_world(n) for n in names]
     if num_envs < len(specs):
         raise fail(f"--num-envs: {num_envs} envs cannot cover {len(specs)} worlds; use at least "

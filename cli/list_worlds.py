@@ -12,11 +12,11 @@ from autoworld.cli.common import console, echo_json, fail, gym_id, handle_errors
 
 def level_counts(name: str) -> dict[str, int]:
     """Levels per split that a catalogue world ships (stored bank, else the default sizes)."""
-    from autoworld.envs.catalogue import LEVELS_DIR
+    from autoworld.envs.catalogue import levels_path
     from autoworld.envs.grid.levels import DEFAULT_SIZES
 
     counts = {split: DEFAULT_SIZES[split] for split in ("test", "validation")}
-    path = LEVELS_DIR / f"{name}.json"
+    path = levels_path(name)
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
         splits = data.get("splits", data) if isinstance(data, dict) else {}
@@ -27,10 +27,12 @@ def level_counts(name: str) -> dict[str, int]:
 
 
 def catalogue_rows() -> list[dict]:
-    """One row per catalogue world (what `autoworld list --json` prints)."""
-    from autoworld.envs.catalogue import list_worlds, load_world
+    """One row per catalogue world (what `autoworld list --json` prints); the only place rows
+    are built, so other world families append theirs here."""
+    from autoworld.envs.catalogue import generated_worlds, list_worlds, load_world
     from autoworld.taxonomy import tag_list
 
+    generated = set(generated_worlds())
     rows = []
     for name in list_worlds():
         spec = load_world(name)
@@ -38,11 +40,15 @@ def catalogue_rows() -> list[dict]:
         rows.append({
             "name": name,
             "family": spec.family,
+            "source": "generated" if name in generated else "hand-written",
             "tags": tag_list(spec),
             "levels": counts,
             "gym_id": gym_id(name),
             "description": spec.description,
         })
+    from autoworld.envs.arm.registration import arm_world_rows
+
+    rows += [{"source": "hand-written", "description": "", **r} for r in arm_world_rows()]
     return rows
 
 
@@ -53,18 +59,23 @@ def list_command(
         [], "--tag", "-t", help="Only worlds with this taxonomy tag (repeatable), e.g. partial."
     ),
 ) -> None:
-    """List the catalogue worlds: family, taxonomy tags, level counts and Gymnasium id."""
+    """List the catalogue worlds (grid and arm families): family, tags, level counts and
+    Gymnasium id."""
     from autoworld.taxonomy import ALL_TAGS
 
+    all_rows = catalogue_rows()
+    known = list(ALL_TAGS) + sorted({t for r in all_rows for t in r["tags"]} - set(ALL_TAGS))
     for t in tag:
-        if t not in ALL_TAGS:
-            raise fail(f"--tag: unknown tag {t!r}; use one of {', '.join(ALL_TAGS)}")
-    rows = [r for r in catalogue_rows() if all(t in r["tags"] for t in tag)]
+        if t not in known:
+            raise fail(f"--tag: unknown tag {t!r}; use one of {', '.join(known)}")
+    rows = [r for r in all_rows if all(t in r["tags"] for t in tag)]
     if as_json:
         echo_json(rows)
         return
     families = sorted({r["family"] for r in rows})
-    table = Table(title=f"autoworld catalogue: {len(rows)} {'/'.join(families)} worlds")
+    made = sum(r.get("source") == "generated" for r in rows)
+    table = Table(title=f"autoworld catalogue: {len(rows)} {'/'.join(families)} worlds"
+                        + (f" ({made} generated)" if made else ""))
     table.add_column("name", no_wrap=True, style="bold")
     if len(families) > 1:
         table.add_column("family", no_wrap=True)
@@ -73,7 +84,8 @@ def list_command(
     table.add_column("gym id", overflow="fold", min_width=16)
     for r in rows:
         cells = [r["name"]] + ([r["family"]] if len(families) > 1 else [])
-        cells += [" ".join(r["tags"]), f"{r['levels']['test']}/{r['levels']['validation']}",
-                  r["gym_id"]]
+        levels = (r["levels"] if isinstance(r["levels"], str)
+                  else f"{r['levels']['test']}/{r['levels']['validation']}")
+        cells += [" ".join(r["tags"]), levels, r["gym_id"]]
         table.add_row(*cells)
     console.print(table)

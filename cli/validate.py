@@ -27,13 +27,29 @@ def validate_command(
     recompute: bool = typer.Option(
         False, "--recompute", help="Re-solve levels whose oracle values the catalogue stores."
     ),
+    novelty: bool = typer.Option(
+        False, "--novelty", help="Add the novelty stage: content-hash dedup against the "
+        "catalogue (a catalogue world is compared with the others) and the nearest world."
+    ),
+    min_distance: float = typer.Option(
+        0.0, "--min-distance", min=0.0, max=1.0,
+        help="With --novelty: least distance to the nearest catalogue world."
+    ),
+    learning_check: bool = typer.Option(
+        False, "--learning-check", help="Reliability also runs a short learning run that must "
+        "beat the random policy on the validation levels."
+    ),
+    learning_method: str = typer.Option("ppo", "--learning-method",
+                                        help="Learning method of --learning-check."),
+    learning_steps: int = typer.Option(30_000, "--learning-steps", min=1, max=10_000_000,
+                                       help="Env-step budget of --learning-check."),
 ) -> None:
-    """Validate SPEC stage by stage: schema, build, smoke, levels, reliability."""
+    """Validate SPEC stage by stage: schema, build, smoke, levels, reliability (and novelty)."""
     from pathlib import Path
 
     from autoworld.cli.common import check_split
-    from autoworld.envs.catalogue import list_worlds
-    from autoworld.validation import ValidationConfig, validate
+    from autoworld.envs.catalogue import list_worlds, load_world
+    from autoworld.validation import NoveltyIndex, ValidationConfig, validate
 
     check_split(split)
     if spec not in list_worlds():
@@ -48,8 +64,13 @@ def validate_command(
         source = spec
     config = ValidationConfig(num_levels=levels, split=split, num_envs=num_envs,  # type: ignore[arg-type]
                               smoke_steps=steps, margin=margin, device=device,
-                              recompute=recompute)
-    report = validate(source, config)
+                              recompute=recompute, novelty=novelty,
+                              min_distance=min_distance, learning_check=learning_check,
+                              learning_method=learning_method, learning_steps=learning_steps)
+    index = None
+    if novelty:  # a catalogue world is checked against the other catalogue worlds
+        index = NoveltyIndex(load_world(n) for n in list_worlds() if n != spec)
+    report = validate(source, config, novelty_index=index)
     if as_json:
         typer.echo(report.to_json())
     else:

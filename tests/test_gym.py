@@ -17,7 +17,7 @@ import yaml
 from gymnasium.utils.env_checker import check_env
 
 import autoworld  # noqa: F401  (registers the envs)
-from autoworld.envs.catalogue import CATALOGUE_DIR, list_worlds, load_world
+from autoworld.envs.catalogue import list_worlds, load_world, world_path
 from autoworld.envs.grid import levels
 from autoworld.envs.grid.render import world_symbols
 from autoworld.envs.grid.symbols import AGENT_SYMBOL_BY_DIR, Cell
@@ -79,7 +79,7 @@ def test_every_catalogue_world_is_registered_once():
         spec = gymnasium.spec(env_id(name))
         assert spec.kwargs == {"world": name}
         assert spec.vector_entry_point == "autoworld.gym_env:make_vector_env"
-        data = yaml.safe_load((CATALOGUE_DIR / f"{name}.yaml").read_text())
+        data = yaml.safe_load(world_path(name).read_text())
         assert spec.max_episode_steps == data["max_steps"]
     assert GENERIC_ID in gymnasium.registry
     assert register_envs() == []  # idempotent

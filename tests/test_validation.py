@@ -114,3 +114,76 @@ def test_validate_accepts_a_spec_object_and_a_file(tmp_path):
     assert a.ok and b.ok
     assert a.content_hash == b.content_hash == spec.content_hash
     assert np.isclose(a.levels[0].optimal_return, b.levels[0].optimal_return)
+
+
+# ======================================================================== CLI: novelty, learning
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from autoworld.cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_validate_novelty_passes_a_catalogue_world_and_rejects_a_copy(tmp_path):
+    import json
+
+    from autoworld.envs.catalogue import world_path
+
+    ok = _cli("validate", "Empty-6x6", "--novelty", "--levels", "1", "--steps", "8", "--json")
+    assert ok.exit_code == 0, ok.stdout
+    report = json.loads(ok.stdout)
+    novelty = report["stages"][-1]
+    assert novelty["name"] == "novelty" and novelty["status"] == "passed"
+    assert "nearest" in novelty["message"]
+    copy = tmp_path / "copy.yaml"  # the same world under another name: a duplicate
+    copy.write_text(world_path("Empty-6x6").read_text().replace("Empty-6x6", "MyCopy"))
+    dup = _cli("validate", str(copy), "--novelty", "--levels", "1", "--steps", "8", "--json")
+    assert dup.exit_code != 0
+    stage = json.loads(dup.stdout)["stages"][-1]
+    assert stage["name"] == "novelty" and stage["status"] == "failed"
+    assert "duplicate of 'Empty-6x6'" in stage["message"]
+
+
+def test_learning_check_decides_on_the_learned_gain(monkeypatch):
+    """The stage's decision: the learned policy's normalized gain against the margin, with the
+    method, budget and world passed through (the method is replaced by a recorder here; real
+    PPO runs are in the slow tests below)."""
+    from types import SimpleNamespace
+
+    import autoworld.learners.methods as methods
+
+    calls = []
+
+    def fake_method(name):
+        def run(world, steps, num_envs, seed, device):
+            calls.append((name, world.name, steps, seed))
+            return SimpleNamespace(normalized_gain=0.3, env_steps=steps, score=0.6)
+        return SimpleNamespace(run=run)
+
+    monkeypatch.setattr(methods, "get_method", fake_method)
+    kw = dict(num_levels=1, smoke_steps=8, random_episodes=8, learning_check=True,
+              learning_method="es", learning_steps=123)
+    ok = validate("Empty-6x6", **kw)
+    assert ok.ok and "learning check: es beat random after 123 steps" in ok.stages[4].message
+    assert calls == [("es", "Empty-6x6", 123, 0)]
+    bad = validate("Empty-6x6", learning_margin=0.5, **kw)
+    assert not bad.ok and bad.failed_stage.name == "reliability"
+    assert "normalized gain of 0.300" in bad.error and "needs > 0.5" in bad.error
+    assert validate("Empty-6x6", **{**kw, "learning_check": False}).ok and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_learning_check_with_ppo_fails_an_unreachable_margin():
+    report = validate("Empty-6x6", num_levels=1, smoke_steps=8, random_episodes=8,
+                      learning_check=True, learning_steps=256, learning_margin=1.0)
+    assert not report.ok and report.failed_stage.name == "reliability"
+    assert "learning check: ppo" in report.error and "normalized gain" in report.error
+
+
+@pytest.mark.slow
+def test_learning_check_passes_when_ppo_beats_random():
+    report = validate("Empty-6x6", num_levels=1, smoke_steps=8, random_episodes=8,
+                      learning_check=True, learning_steps=4096)
+    assert report.ok, report.error
+    assert "learning check: ppo beat random" in report.stages[4].message

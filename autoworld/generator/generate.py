@@ -216,7 +216,8 @@ class Generator:
 
     def generate(self, theme: str | Sequence[str], n: int = 1, seed: int = 0, levels: int = 15,
                  out: str | Path | None = None,
-                 on_result: Callable[[WorldResult], None] | None = None) -> GenerationRun:
+                 on_result: Callable[[WorldResult], None] | None = None,
+                 novelty_index: NoveltyIndex | None = None) -> GenerationRun:
         """Generate ``n`` worlds for each theme (one string or a list).
 
         Args:
@@ -226,10 +227,15 @@ class Generator:
             levels: levels validated per world (a third validation, the rest test).
             out: folder for accepted worlds (``<name>.yaml`` and ``levels/<name>.json``).
             on_result: called after each world (progress bars).
+            novelty_index: the known worlds for the novelty stage (default: the whole
+                catalogue); accepted worlds are added to it.
         """
         themes = (theme,) if isinstance(theme, str) else tuple(theme)
         cfg = self._validation_config(levels)
-        index = NoveltyIndex.from_catalogue() if self.config.novelty else None
+        index = None
+        if self.config.novelty:
+            index = novelty_index if novelty_index is not None else \
+                NoveltyIndex.from_catalogue()
         out_dir = Path(out) if out is not None else None
         counts = {s: [0, 0] for s in ALL_STAGES}
         results: list[WorldResult] = []

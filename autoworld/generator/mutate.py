@@ -12,16 +12,22 @@ Two kinds of edit, drawn at random:
 Every child is parsed by the schema (an edit it rejects is redrawn), differs from its parent
 (another content hash) and keeps sizes in 5..11 so the exact oracle stays cheap. Children go
 through the same validator as any proposal; mutation never executes anything.
+
+``mutate_llm(spec, backend, seed)`` asks a generator backend instead for "a new, harder variant
+of this world" (the parent spec goes into the prompt) and validates the child, with repair
+rounds, exactly as ``Generator`` does.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from typing import Any
 
 import numpy as np
 from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.errors import SpecError
 from autoworld.spec import WorldSpec, parse_spec
@@ -208,3 +214,76 @@ def mutate(spec: WorldSpec, rng: np.random.Generator | int, strength: float = 0.
                            "description": f"A mutant of {spec.name}."})
     raise SpecError(f"{spec.name}: no valid child after {MAX_TRIES} tries; the world may have "
                     "nothing left to mutate", field="spec")
+
+
+# ====================================================================== LLM mutation
+class LLMMutation(BaseModel):
+    """The outcome of one LLM mutation ("a new, harder variant of this world")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parent: str = Field(..., description="The parent world's name.")
+    accepted: bool = Field(..., description="True when a child passed every validation stage.")
+    child: dict[str, Any] | None = Field(None, description="The accepted child spec (JSON "
+                                         "mapping).")
+    stage: str | None = Field(None, description="Stage that rejected the last proposal.")
+    reason: str = Field("", description="Why the last proposal was rejected.")
+    rounds: int = Field(..., ge=1, description="Proposals made (1 + repair rounds used).")
+    prompt_tokens: int = Field(0, ge=0, description="Tokens sent to the model, summed.")
+    completion_tokens: int = Field(0, ge=0, description="Tokens produced, summed.")
+    cost_usd: float = Field(0.0, ge=0.0, description="Cost summed over proposals.")
+
+
+def mutate_llm(spec: WorldSpec, backend: Any, seed: int = 0, *, repair_rounds: int = 3,
+               config: Any = None, novelty_index: Any = None) -> LLMMutation:
+    """Ask a generator backend (openai, transformers, procedural) for "a new, harder variant" of
+    ``spec``; the child goes through the same staged validator as any proposal, and rejections
+    go back to the backend with the validator's message for up to ``repair_rounds`` rounds.
+
+    A child identical to its parent (same content hash) is rejected at the novelty stage. The
+    accepted child is renamed ``<parent>-m<hash>`` (``child_name``) whatever name the model
+    chose, and described as a mutant of its parent. Nothing the backend returns is executed.
+
+    Args:
+        spec: the parent world.
+        backend: anything with ``propose(theme, seed, feedback=, parent=)`` (``Backend``).
+        seed: determinism handle; repair round r uses ``generate.round_seed(seed, r)``.
+        repair_rounds: rounds after a rejection.
+        config: the ``ValidationConfig`` (default: 3 validation levels, a short smoke test).
+        novelty_index: known worlds for the novelty stage (default: the parent alone).
+    """
+    from autoworld.generator.generate import round_seed
+    from autoworld.validation import NoveltyIndex, ValidationConfig, validate
+
+    cfg = config or ValidationConfig(num_levels=3, num_envs=4, smoke_steps=32,
+                                     random_episodes=32)
+    index = novelty_index if novelty_index is not None else NoveltyIndex([spec])
+    parent = spec.model_dump(mode="json")
+    theme = spec.description or spec.name
+    feedback: str | None = None
+    tokens = [0, 0]
+    cost = 0.0
+    stage: str | None = None
+    for r in range(repair_rounds + 1):
+        proposal = backend.propose(theme, round_seed(seed, r), feedback=feedback, parent=parent)
+        tokens[0] += proposal.prompt_tokens
+        tokens[1] += proposal.completion_tokens
+        cost += proposal.cost_usd
+        data = proposal.data
+        if isinstance(data, dict):  # lineage naming, before validation (the name is data)
+            data = {**data, "name": child_name(spec.name, hashlib.sha256(
+                json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()),
+                "description": f"A mutant of {spec.name}."}
+        report = validate(data, cfg, novelty_index=index)
+        if report.ok:
+            index.add(parse_spec(data))
+            return LLMMutation(parent=spec.name, accepted=True, child=data, rounds=r + 1,
+                               prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                               cost_usd=cost)
+        failed = report.failed_stage
+        stage = failed.name if failed is not None else None
+        feedback = report.error if data is not None else (
+            "schema: the reply is not one JSON object; reply with a single WorldSpec JSON object")
+    return LLMMutation(parent=spec.name, accepted=False, stage=stage, reason=feedback or "",
+                       rounds=repair_rounds + 1, prompt_tokens=tokens[0],
+                       completion_tokens=tokens[1], cost_usd=cost)

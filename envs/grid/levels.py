@@ -14,11 +14,17 @@ too: rebuild them after changing a component's semantics (``--check`` tells whet
 current). Rebuild them (deterministically, byte for byte) with::
 
     python -m autoworld.envs.grid.levels --rebuild-catalogue [--worlds NAME ...] [--check]
+
+(hand-written worlds; the generated ones, in ``envs/catalogue/generated/``, are rebuilt by
+``python -m autoworld.generator.catalogue --rebuild``). Validation and test banks are drawn and
+solved with levels as the batch dimension (``_generate_many``, ``prepare_banks``,
+``oracle.solve_many``): the same levels and values as one level at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from collections import deque
@@ -302,6 +308,50 @@ def _generate(spec, split: str, index: int, exact: bool):
                      f"tries; {why}")
 
 
+def _generate_many(spec, split: str | list[str], indices: list[int], exact: bool,
+                   state_cap: int | None = None) -> list[tuple[Level, object]]:
+    """``_generate`` for several indices at once, with identical results: attempt ``a`` of every
+    index still open is drawn and checked together, and the exact oracle solves all the
+    attempt's candidates in one batched pass (``oracle.solve_many``). ``split`` may also be a
+    list with the split of each index. Returns (level, oracle result or None) per index."""
+    from autoworld.envs.grid.oracle import STATE_CAP, solve_many
+
+    cap = STATE_CAP if state_cap is None else state_cap
+    splits = [split] * len(indices) if isinstance(split, str) else list(split)
+    keys = list(zip(splits, indices, strict=True))
+    done: dict[tuple[str, int], tuple[Level, object]] = {}
+    why = "make sure the reward's objects can be reached (lower wall/lava densities, add the " \
+          "objects the reward needs, or enlarge the world)"
+    open_ = list(dict.fromkeys(keys))
+    for attempt in range(MAX_TRIES):
+        if not open_:
+            break
+        drawn: list[tuple[tuple[str, int], Level]] = []
+        for i in open_:
+            try:
+                level = draw_candidate(spec, level_seed(spec, i[0], i[1], attempt))
+            except LevelError as exc:  # an unlucky draw (e.g. the agent walled in): redraw
+                why = str(exc)
+                continue
+            if structural_check(spec, level):
+                drawn.append((i, level))
+        results = (solve_many(spec, [lv for _, lv in drawn], plan=False, state_cap=cap)
+                   if exact else [None] * len(drawn))
+        for (i, level), res in zip(drawn, results, strict=True):
+            if res is None or not res.exact:  # above the state cap: the structural check decides
+                ok = True
+            else:
+                ok = (res.optimal_return > 0 or res.positive_reachable
+                      or not _has_reward_source(spec, level))
+            if ok:
+                done[i] = (level, res)
+        open_ = [i for i in open_ if i not in done]
+    if open_:
+        raise LevelError(f"{spec.name}: no solvable {spec.layout.kind!r} level after "
+                         f"{MAX_TRIES} tries; {why}")
+    return [done[i] for i in keys]
+
+
 def generate_level(spec, split: str, index: int, exact: bool | None = None) -> Level:
     """Level ``index`` of ``split``: the first candidate seed that passes the solvability check
     (exact oracle for validation/test unless ``exact`` says otherwise)."""
@@ -328,18 +378,51 @@ def bank(spec, split: str = "train", size: int | None = None) -> LevelBank:
     cached = _cache.get(key)
     if cached is None:
         cached = _load_catalogue_bank(spec, split, n) or _build_bank(spec, split, n)
-        if len(_cache) >= _CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = cached
+        _store(spec, split, n, cached)
     return LevelBank(cached.grids.copy(), cached.agent_pos.copy(), cached.agent_dir.copy(),
                      cached.seeds.copy(), {k: list(v) if isinstance(v, list) else v
                                            for k, v in cached.info.items()})
 
 
+def prepare_banks(spec, sizes: dict[str, int]) -> None:
+    """Build the ``bank(spec, split, size)`` banks of several splits in one batched pass (the
+    exact splits' candidates are solved together) and cache them; later ``bank`` calls return
+    them. The banks are identical to those ``bank`` builds one split at a time. Catalogue banks
+    and banks already cached are left alone."""
+    todo = {}
+    for split, n in sizes.items():
+        if split not in SPLITS or int(n) < 1:
+            continue
+        if (spec.name, spec.content_hash, split, int(n)) in _cache:
+            continue
+        if _load_catalogue_bank(spec, split, int(n)) is not None:
+            continue
+        todo[split] = int(n)
+    exact = [s for s in todo if s in EXACT_SPLITS]
+    if len(exact) < 2:
+        return  # nothing to batch across splits
+    _precheck(spec)
+    pairs = [(s, i) for s in exact for i in range(todo[s])]
+    out = _generate_many(spec, [s for s, _ in pairs], [i for _, i in pairs], exact=True)
+    at = 0
+    for s in exact:
+        _store(spec, s, todo[s], _bank_from(out[at:at + todo[s]], True))
+        at += todo[s]
+
+
+def _store(spec, split: str, n: int, b: LevelBank) -> None:
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[(spec.name, spec.content_hash, split, n)] = b
+
+
 def _build_bank(spec, split: str, n: int) -> LevelBank:
     _precheck(spec)
     exact = split in EXACT_SPLITS
-    out = [_generate(spec, split, i, exact) for i in range(n)]
+    return _bank_from(_generate_many(spec, split, list(range(n)), exact), exact)
+
+
+def _bank_from(out: list, exact: bool) -> LevelBank:
     b = LevelBank.from_levels([lv for lv, _ in out])
     b.info["source"] = "generated"
     if exact:
@@ -349,13 +432,33 @@ def _build_bank(spec, split: str, n: int) -> LevelBank:
     return b
 
 
-def catalogue_levels_path(spec) -> Path:
-    from autoworld.envs.catalogue import LEVELS_DIR
+_stored = [True]  # whether ``bank`` may serve catalogue level files (see ``fresh_banks``)
 
-    return LEVELS_DIR / f"{spec.name}.json"
+
+@contextlib.contextmanager
+def fresh_banks():
+    """Within this block ``bank`` never reads catalogue level files (and starts from an empty
+    cache): every level is drawn and solved anew. Catalogue rebuilds use it, so that a check
+    compares freshly computed files with the committed ones."""
+    _stored.append(False)
+    _cache.clear()
+    try:
+        yield
+    finally:
+        _stored.pop()
+        _cache.clear()
+
+
+def catalogue_levels_path(spec) -> Path:
+    """The catalogue level file of ``spec`` (hand-written or generated world)."""
+    from autoworld.envs.catalogue import levels_path
+
+    return levels_path(spec.name)
 
 
 def _load_catalogue_bank(spec, split: str, n: int) -> LevelBank | None:
+    if not _stored[-1]:
+        return None
     path = catalogue_levels_path(spec)
     if split not in CATALOGUE_SPLITS or not path.is_file():
         return None
@@ -385,18 +488,19 @@ def _num(x: float) -> float:
 
 def catalogue_file_text(spec) -> str:
     """The JSON text of ``spec``'s catalogue level file (deterministic, byte for byte)."""
-    from autoworld.envs.grid.oracle import random_return, solve
+    from autoworld.envs.grid.oracle import random_returns, solve
 
     _precheck(spec)
     splits = {}
     for split in CATALOGUE_SPLITS:
         entries = []
-        for i in range(DEFAULT_SIZES[split]):
-            # the same levels as ``bank`` draws on the fly; only the values get the larger cap
-            level, res = _generate(spec, split, i, exact=True)
+        # the same levels as ``bank`` draws on the fly; only the values get the larger cap
+        drawn = _generate_many(spec, split, list(range(DEFAULT_SIZES[split])), exact=True)
+        rnds = random_returns(spec, [lv for lv, _ in drawn], episodes=RANDOM_EPISODES, seed=0,
+                              device="cpu")
+        for i, ((level, res), rnd) in enumerate(zip(drawn, rnds, strict=True)):
             if not res.exact:
                 res = solve(spec, level, plan=False, state_cap=CATALOGUE_STATE_CAP)
-            rnd = random_return(spec, level, episodes=RANDOM_EPISODES, seed=0, device="cpu")
             entries.append({
                 **level.to_json(),
                 "optimal_return": _num(res.optimal_return),
@@ -427,7 +531,7 @@ def rebuild_catalogue(names: list[str] | None = None, check: bool = False) -> li
     """
     from autoworld.envs.catalogue import list_worlds, load_world
 
-    known = list_worlds()
+    known = list_worlds(generated=False)  # generated worlds: autoworld.generator.catalogue
     names = names or known
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -31,12 +31,11 @@ through ``num_outcomes`` / ``outcome_probs`` and outcomes of different component
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -97,7 +96,25 @@ def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch
         >>> res.exact, 0.0 < res.optimal_return <= 1.0
         (True, True)
     """
+    return solve_many(spec, [level], state_cap=state_cap, device=device, plan=plan)[0]
+
+
+def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
+               device: str | torch.device = "cpu", plan: bool = False) -> list[OracleResult]:
+    """``solve`` for several levels of one world in one batched pass (identical results).
+
+    The levels are the batch dimension: one engine holds all of them as its level bank, the
+    reachable states of every level are enumerated together (a state's key starts with its
+    level, so the levels' state spaces stay disjoint) and value iteration runs once over their
+    union. Each state's value is computed by exactly the same arithmetic as in a one-level
+    solve, so every result equals ``solve(spec, level)`` bit for bit; the state cap applies per
+    level. ``seconds`` of each result is the batch's wall time shared evenly.
+    """
     start = time.perf_counter()
+    levels = list(levels)
+    if not levels:
+        return []
+    L = len(levels)
     T = spec.max_steps
     kinds = {c.kind for factor in (spec.transition, spec.observation, spec.reward)
              for c in factor}
@@ -109,7 +126,7 @@ def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch
     for comp, n in zip(reversed(comps), reversed(sizes), strict=True):
         digits[comp.name] = (joint // div) % n
         div *= n
-    bank = LevelBank.from_levels([level])
+    bank = LevelBank.from_levels(levels)
     probe = GridEngine(spec, num_envs=1, device=device, banks=[bank], final_obs=False)
     probs = np.ones(len(joint), dtype=np.float64)
     for comp in comps:
@@ -134,89 +151,148 @@ def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch
             engines[states] = (eng, actions, outcomes)
         return engines[states]
 
-    graph = _enumerate(batch_engine, NUM_ACTIONS * K, state_cap, T)
+    try:
+        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T)
+    except _HashCollision:  # astronomically rare: the exact byte-keyed index, same ids
+        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T, hashed=False)
+    nxt, fixed, timed, owner, counts, over = graph
     stochastic = K > 1
-    if graph is None:
-        return _bound_result(spec, level, state_cap, stochastic, T, start)
-    nxt, fixed, timed = graph
+    starts = np.arange(L)
+    if over.any():  # only the levels below the cap are solved: drop the others' states
+        sel = np.flatnonzero(~over[owner])
+        remap = np.full(len(owner), -1, dtype=np.int64)
+        remap[sel] = np.arange(len(sel))
+        nxt = np.where(nxt[sel] >= 0, remap[nxt[sel]], -1)
+        fixed, timed, owner, starts = fixed[sel], timed[sel], owner[sel], remap[starts]
     N = nxt.shape[0]
     keep_plan = plan and not stochastic and T * N <= PLAN_BUDGET
     decay = np.float32(probe.time_decay[0].item())
-    value, policy = _value_iteration(nxt, fixed, timed, probs, decay, T, keep_plan)
+    values, policy = _value_iteration(nxt, fixed, timed, probs, decay, T, keep_plan,
+                                      np.maximum(starts, 0))
     top = np.float32(1.0) - decay / np.float32(T)  # the largest timed factor (step 1)
-    positive = bool(((fixed + np.maximum(timed, 0) * top) > 0).any())
-    return OracleResult(
-        optimal_return=value, exact=True, num_states=N,
-        plan=_read_plan(policy, nxt) if policy is not None else None,
-        positive_reachable=positive, stochastic=stochastic, horizon=T,
-        seconds=time.perf_counter() - start,
-    )
+    pays = ((fixed + np.maximum(timed, 0) * top) > 0).reshape(N, NUM_ACTIONS * K).any(1)
+    positive = np.zeros(L, dtype=bool)
+    positive[np.unique(owner[pays])] = True
+    share = (time.perf_counter() - start) / L
+    out = []
+    for i, level in enumerate(levels):
+        if over[i]:
+            out.append(_bound_result(spec, level, state_cap, stochastic, T, share))
+            continue
+        out.append(OracleResult(
+            optimal_return=float(values[i]), exact=True, num_states=int(counts[i]),
+            plan=_read_plan(policy, nxt, int(starts[i])) if policy is not None else None,
+            positive_reachable=bool(positive[i]), stochastic=stochastic, horizon=T,
+            seconds=share,
+        ))
+    return out
 
 
-def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, state_cap: int,
-               T: int):
-    """Breadth-first enumeration of the reachable states with the engine.
+def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_levels: int,
+               state_cap: int, T: int, hashed: bool = True):
+    """Breadth-first enumeration of the reachable states of every level with the engine.
 
     ``batch_engine(n)`` gives an engine that steps n states at once with its action and outcome
     rows; small frontiers use a small engine (cheap to build), large ones a ``CHUNK_ROWS`` one.
-    Returns ``(next, fixed, timed)``: next (N, A, K) int64 state ids (-1: the transition
-    terminates), the fixed and timed rewards (N, A, K) float32 of every transition; state 0 is
-    the start. States first reached at step ``T`` are never acted from (their rows are -1/0).
-    None when more than ``state_cap`` states are reachable.
+    State i < ``num_levels`` is the start of level i (bank level i); ids are handed out in BFS
+    order, so depths never decrease with the id. Returns ``(next, fixed, timed, owner, counts,
+    over)``: next (N, A, K) int64 state ids (-1: the transition terminates), the fixed and timed
+    rewards (N, A, K) float32 of every transition, the level of each state (N,), the states
+    per level (L,) and whether a level has more than ``state_cap`` states (L,) bool (it is not
+    expanded further). States first reached at step ``T`` are never acted from (their rows are
+    -1/0). ``hashed`` picks the state index (``_StateIndex``; both give the same ids).
     """
     A = NUM_ACTIONS
     K = rows_per_state // A
     small = max(1, SMALL_ROWS // rows_per_state)
     big = max(small, CHUNK_ROWS // rows_per_state)
     eng = batch_engine(small)[0]
-    start = {k: v[:1].clone() for k, v in _state_fields(eng.state).items()}
-    index: dict[bytes, int] = {_as_bytes(_key_matrix(start))[0]: 0}
-    depth = [0]  # BFS depth per state id; ids are handed out in BFS order
+    L = num_levels
+    lv = torch.arange(L, dtype=torch.long, device=eng.device)
+    fresh = eng.initial_state(eng.bank_offset[:1].expand(L) + lv)
+    start = {k: v.clone() for k, v in _state_fields(fresh).items()}
+    start["level"] = fresh.level.clone()
+    index = _StateIndex(hashed)
+    start_keys = _key_matrix(start)  # the starts are distinct: their level differs
+    start_hash = _row_hash(start_keys)
+    index.ids(start_keys, start_hash if len(np.unique(start_hash)) == L else None)
+    depth = np.zeros(max(1024, 2 * L), dtype=np.int64)  # BFS depth per state id
+    owner_buf = np.zeros(len(depth), dtype=np.int64)
+    owner_buf[:L] = np.arange(L)
+    counts = np.ones(L, dtype=np.int64)
+    over = np.zeros(L, dtype=bool)
     pending: deque[dict[str, torch.Tensor]] = deque([start])  # unexpanded states, in id order
     nxt_parts, fixed_parts, timed_parts = [], [], []
     expanded = 0
     while pending:
-        limit = bisect.bisect_left(depth, T)  # states with id < limit are reached before T
+        total = len(index)
+        limit = int(np.searchsorted(depth[:total], T))  # ids < limit are reached before T
         if expanded >= limit:
             break
         per_batch = big if limit - expanded > small else small
-        eng, actions, outcomes = batch_engine(per_batch)
-        base = eng.state
-        R = eng.num_envs
         part = _take(pending, min(per_batch, limit - expanded))
         n = _rows(part)
-        s = _expand(base, part, rows_per_state, R)
-        ctx = eng.transition(s, actions, outcomes or None)
-        m = n * rows_per_state
-        live = np.flatnonzero(~ctx.terminated[:m].cpu().numpy())  # rows that continue
-        after = {k: v[:m] for k, v in _state_fields(s).items()}
-        mat = _key_matrix(after)[live]
-        first, group = _group_rows(mat)  # distinct next states, in order of first occurrence
-        before = len(index)
-        get = index.setdefault
-        ids = np.fromiter((get(key, len(index)) for key in _as_bytes(mat[first])),
-                          dtype=np.int64, count=len(first))
-        if len(index) > state_cap:
-            return None
-        nxt = np.full(m, -1, dtype=np.int64)
-        nxt[live] = ids[group]
-        new = ids >= before  # new ids come in increasing order of their first row
-        if new.any():
-            rows = live[first[new]]
-            pending.append({k: v.index_select(0, torch.from_numpy(rows).to(eng.device))
-                            for k, v in after.items()})
-            parent_depth = np.asarray(depth[expanded:expanded + n])[rows // rows_per_state]
-            depth.extend((parent_depth + 1).tolist())
-        nxt_parts.append(nxt.reshape(n, A, K))
-        fixed_parts.append(ctx.reward_fixed[:m].view(n, A, K).cpu().numpy())
-        timed_parts.append(ctx.reward_timed[:m].view(n, A, K).cpu().numpy())
+        nxt = np.full((n, A, K), -1, dtype=np.int64)
+        fixed = np.zeros((n, A, K), dtype=np.float32)
+        timed = np.zeros((n, A, K), dtype=np.float32)
+        lvl = part["level"].cpu().numpy()
+        active = ~over[lvl]
+        if not active.all():  # drop the states of levels above the cap
+            sel = np.flatnonzero(active)
+            part = {k: v.index_select(0, torch.from_numpy(sel).to(v.device))
+                    for k, v in part.items()}
+        else:
+            sel = None
+        m_states = _rows(part)
+        if m_states:
+            eng, actions, outcomes = batch_engine(big if m_states > small else small)
+            R = eng.num_envs
+            s = _expand(eng.state, part, rows_per_state, R)
+            ctx = eng.transition(s, actions, outcomes or None)
+            m = m_states * rows_per_state
+            live = np.flatnonzero(~ctx.terminated[:m].cpu().numpy())  # rows that continue
+            after = {k: v[:m] for k, v in _state_fields(s).items()}
+            after["level"] = s.level[:m]
+            mat = _key_matrix(after)[live]
+            first, group, hashes = _group_rows(mat)  # distinct next states, first-seen order
+            before = len(index)
+            ids = index.ids(mat[first], hashes)
+            rows_nxt = np.full(m, -1, dtype=np.int64)
+            rows_nxt[live] = ids[group]
+            new = ids >= before  # new ids come in increasing order of their first row
+            if new.any():
+                rows = live[first[new]]
+                pending.append({k: v.index_select(0, torch.from_numpy(rows).to(v.device))
+                                for k, v in after.items()})
+                parents = rows // rows_per_state
+                states_done = expanded + (parents if sel is None else sel[parents])
+                total = len(index)
+                if total > len(depth):
+                    grow = max(total, 2 * len(depth))
+                    depth = np.concatenate([depth, np.zeros(grow - len(depth), np.int64)])
+                    owner_buf = np.concatenate([owner_buf,
+                                                np.zeros(grow - len(owner_buf), np.int64)])
+                depth[before:total] = depth[states_done] + 1
+                new_owner = owner_buf[states_done]
+                owner_buf[before:total] = new_owner
+                counts += np.bincount(new_owner, minlength=L)
+                over |= counts > state_cap
+            where = slice(None) if sel is None else sel
+            nxt[where] = rows_nxt.reshape(m_states, A, K)
+            fixed[where] = ctx.reward_fixed[:m].view(m_states, A, K).cpu().numpy()
+            timed[where] = ctx.reward_timed[:m].view(m_states, A, K).cpu().numpy()
+        nxt_parts.append(nxt)
+        fixed_parts.append(fixed)
+        timed_parts.append(timed)
         expanded += n
-    pad = len(index) - expanded
+    total = len(index)
+    pad = total - expanded
     if pad:
         nxt_parts.append(np.full((pad, A, K), -1, dtype=np.int64))
         fixed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
         timed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
-    return np.concatenate(nxt_parts), np.concatenate(fixed_parts), np.concatenate(timed_parts)
+    return (np.concatenate(nxt_parts), np.concatenate(fixed_parts),
+            np.concatenate(timed_parts), owner_buf[:total].copy(), counts, over)
 
 
 def _take(pending: deque, n: int) -> dict[str, torch.Tensor]:
@@ -265,32 +341,106 @@ def _as_bytes(mat: np.ndarray) -> list[bytes]:
     return mat.view(np.dtype((np.void, mat.shape[1]))).ravel().tolist()
 
 
-def _group_rows(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _group_rows(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Group identical rows of ``mat`` (n, b) uint8.
 
-    Returns ``(first, group)``: the row of each distinct value in order of first occurrence
-    (U,), and each row's group (n,). Rows are grouped by a vectorized 64-bit hash, verified
-    byte for byte (a collision falls back to grouping by the bytes themselves).
+    Returns ``(first, group, hashes)``: the row of each distinct value in order of first
+    occurrence (U,), each row's group (n,) and the 64-bit hash of each distinct row (None when
+    two different rows collided). Rows are grouped by a vectorized 64-bit hash, verified byte
+    for byte (a collision falls back to grouping by the bytes themselves).
     """
     n, width = mat.shape
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), None
+    h = _row_hash(mat)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    hashed = True
+    if not np.array_equal(mat, mat[first[inv]]):
+        void = mat.view(np.dtype((np.void, width))).ravel()
+        _, first, inv = np.unique(void, return_index=True, return_inverse=True)
+        hashed = False
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    first = first[order]
+    return first, rank[inv.reshape(-1)], h[first] if hashed else None
+
+
+def _row_hash(mat: np.ndarray) -> np.ndarray:
+    """(n,) uint64 splitmix-style hash of each row of ``mat`` (n, b) uint8."""
+    n, width = mat.shape
     padded = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
     padded[:, :width] = mat
     words = padded.view(np.uint64)  # (n, W)
     h = np.full(n, 0x9E3779B97F4A7C15, dtype=np.uint64)
-    for j in range(words.shape[1]):  # splitmix-style mixing, wrapping uint64 arithmetic
+    for j in range(words.shape[1]):  # wrapping uint64 arithmetic
         h ^= words[:, j]
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(31)
-    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-    if not np.array_equal(mat, mat[first[inv]]):
-        void = mat.view(np.dtype((np.void, width))).ravel()
-        _, first, inv = np.unique(void, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return first[order], rank[inv.reshape(-1)]
+    return h
+
+
+class _HashCollision(Exception):
+    """Two different states share a 64-bit key hash: redo the enumeration with exact keys."""
+
+
+class _StateIndex:
+    """State key -> id, ids handed out in order of first sight.
+
+    ``hashed``: a sorted array of the keys' 64-bit hashes, looked up with ``searchsorted`` and
+    verified byte for byte against the stored keys (a collision raises ``_HashCollision``);
+    otherwise a dict of the keys' bytes. Both give the same ids.
+    """
+
+    def __init__(self, hashed: bool = True) -> None:
+        self.hashed = hashed
+        self.n = 0
+        self._dict: dict[bytes, int] = {}
+        self._h = np.zeros(0, dtype=np.uint64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._keys: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def ids(self, mat: np.ndarray, h: np.ndarray | None) -> np.ndarray:
+        """Ids of the distinct key rows ``mat`` (new rows get the next ids, in row order)."""
+        if not self.hashed:
+            get = self._dict.setdefault
+            out = np.fromiter((get(key, len(self._dict)) for key in _as_bytes(mat)),
+                              dtype=np.int64, count=len(mat))
+            self.n = len(self._dict)
+            return out
+        if h is None:  # _group_rows saw two different rows with one hash
+            raise _HashCollision
+        out = np.empty(len(h), dtype=np.int64)
+        found = np.zeros(len(h), dtype=bool)
+        if self.n:
+            pos = np.minimum(np.searchsorted(self._h, h), self.n - 1)
+            found = self._h[pos] == h
+            cand = self._ids[pos[found]]
+            if not np.array_equal(self._keys[cand], mat[found]):
+                raise _HashCollision
+            out[found] = cand
+        new = np.flatnonzero(~found)
+        k = len(new)
+        out[new] = self.n + np.arange(k)
+        if k:
+            if self._keys is None:
+                self._keys = np.empty((max(1024, 2 * k), mat.shape[1]), dtype=np.uint8)
+            if self.n + k > len(self._keys):
+                grown = np.empty((max(self.n + k, 2 * len(self._keys)), mat.shape[1]),
+                                 dtype=np.uint8)
+                grown[:self.n] = self._keys[:self.n]
+                self._keys = grown
+            self._keys[self.n:self.n + k] = mat[new]
+            order = np.argsort(h[new], kind="stable")
+            hs, ids = h[new][order], out[new][order]
+            at = np.searchsorted(self._h, hs)
+            self._h = np.insert(self._h, at, hs)
+            self._ids = np.insert(self._ids, at, ids)
+            self.n += k
+        return out
 
 
 def _expand(base: GridState, part: dict[str, torch.Tensor], repeat: int, R: int) -> GridState:
@@ -307,49 +457,53 @@ def _expand(base: GridState, part: dict[str, torch.Tensor], repeat: int, R: int)
     return GridState(
         grid=tile(part["grid"]), pos=tile(part["pos"]), dir=tile(part["dir"]),
         carrying=tile(part["carrying"]), t=torch.zeros_like(base.t),
-        tick=torch.zeros_like(base.tick), key=base.key.clone(), level=base.level.clone(),
+        tick=torch.zeros_like(base.tick), key=base.key.clone(), level=tile(part["level"]),
         extras=extras,
     )
 
 
 def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, probs: np.ndarray,
-                     decay: np.float32, T: int,
-                     keep_plan: bool) -> tuple[float, np.ndarray | None]:
-    """Backward induction over t = T..1; returns V_0(start) and, if asked, the (T, N) uint8
-    greedy policy. Runs in numpy: at these sizes it beats torch's CPU kernels, and the result
-    does not depend on the device the states were enumerated on."""
+                     decay: np.float32, T: int, keep_plan: bool,
+                     starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Backward induction over t = T..1; returns V_0 of the ``starts`` state ids and,
+    if asked, the (T, N) uint8 greedy policy. Runs in numpy: at these sizes it beats torch's CPU
+    kernels, and the result does not depend on the device the states were enumerated on."""
     N, A, K = nxt.shape
-    idx = np.where(nxt < 0, N, nxt)  # entry N of the value vector is the terminal 0
-    base = fixed.astype(np.float64)
+    # (K, A, N) layout: the max over actions and the sum over outcomes run over long contiguous
+    # rows (the same elementwise arithmetic as over the (N, A, K) layout, so identical values)
+    idx = np.ascontiguousarray(np.where(nxt < 0, N, nxt).transpose(2, 1, 0))
+    base = np.ascontiguousarray(fixed.transpose(2, 1, 0)).astype(np.float64)
+    timed_t = np.ascontiguousarray(timed.transpose(2, 1, 0))
+    fixed_t = np.ascontiguousarray(fixed.transpose(2, 1, 0))
     if K == 1:  # deterministic: drop the outcome axis
-        idx, base = idx[..., 0], base[..., 0]
+        idx, base = idx[0], base[0]
     # timed rewards are sparse (goal-like events): only those entries change with t
-    spots = np.flatnonzero(timed.reshape(N * A, K if K > 1 else 1) != 0)
-    spot_fixed, spot_timed = fixed.reshape(-1)[spots], timed.reshape(-1)[spots]
+    spots = np.flatnonzero(timed_t.reshape(-1) != 0)
+    spot_fixed, spot_timed = fixed_t.reshape(-1)[spots], timed_t.reshape(-1)[spots]
     value = np.zeros(N + 1, dtype=np.float64)
     policy = np.empty((T, N), dtype=np.uint8) if keep_plan else None
     horizon = np.float32(T)
     for t in range(T, 0, -1):
-        cont = value[idx]  # (N, A[, K]) continuation values
+        cont = value[idx]  # ([K,] A, N) continuation values
         q = cont + base
         if len(spots):  # the engine's float32 arithmetic, term by term
             factor = np.float32(1.0) - decay * np.float32(t) / horizon
             reward = (spot_fixed + spot_timed * factor).astype(np.float64)
             q.reshape(-1)[spots] = cont.reshape(-1)[spots] + reward
         if K > 1:  # expectation summed in a fixed order: bitwise reproducible on any machine
-            mean = q[..., 0] * probs[0]
+            mean = q[0] * probs[0]
             for k in range(1, K):
-                mean += q[..., k] * probs[k]
+                mean += q[k] * probs[k]
             q = mean
-        value[:N] = q.max(-1)
+        value[:N] = q.max(0)
         if policy is not None:
-            policy[t - 1] = q.argmax(-1)
-    return float(value[0]), policy
+            policy[t - 1] = q.argmax(0)
+    return value[starts], policy
 
 
-def _read_plan(policy: np.ndarray, nxt: np.ndarray) -> list[int]:
-    """Follow the greedy policy from the start state until termination or truncation."""
-    s, out = 0, []
+def _read_plan(policy: np.ndarray, nxt: np.ndarray, start: int = 0) -> list[int]:
+    """Follow the greedy policy from state ``start`` until termination or truncation."""
+    s, out = start, []
     for t in range(policy.shape[0]):
         a = int(policy[t, s])
         out.append(a)
@@ -361,12 +515,12 @@ def _read_plan(policy: np.ndarray, nxt: np.ndarray) -> list[int]:
 
 # ====================================================================== upper bound
 def _bound_result(spec, level: Level, cap: int, stochastic: bool, T: int,
-                  start: float) -> OracleResult:
+                  seconds: float) -> OracleResult:
     bound = return_upper_bound(spec, level)
     log.info("%s: more than %d reachable states; using the upper bound %.4f", spec.name, cap,
              bound)
     return OracleResult(optimal_return=bound, exact=False, num_states=cap, plan=None,
-                        stochastic=stochastic, horizon=T, seconds=time.perf_counter() - start)
+                        stochastic=stochastic, horizon=T, seconds=seconds)
 
 
 def _count(grid: np.ndarray, *codes: Cell) -> int:
@@ -475,6 +629,34 @@ def random_return(spec, level: Level, episodes: int = 256, seed: int = 0,
         if not bool(alive.any()):
             break
     return math.fsum(total.cpu().tolist()) / episodes  # exact sum: independent of threads
+
+
+def random_returns(spec, levels: Sequence[Level], episodes: int = 256, seed: int = 0,
+                   device: str | torch.device = "cpu") -> list[float]:
+    """``random_return`` of several levels of one world in one batched engine (identical
+    results): level i's episodes are envs ``i * episodes ..``, each with the random key and the
+    action stream that env would have in a one-level run."""
+    levels = list(levels)
+    L = len(levels)
+    if L == 0:
+        return []
+    B = L * episodes
+    eng = GridEngine(spec, num_envs=B, device=device, seed=seed,
+                     banks=[LevelBank.from_levels(levels)], final_obs=False,
+                     env_index=list(range(episodes)) * L)
+    eng.reset(level_ids=torch.arange(L).repeat_interleave(episodes))
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(B, dtype=torch.float64, device=eng.device)
+    alive = torch.ones(B, dtype=torch.bool, device=eng.device)
+    for _ in range(spec.max_steps):
+        a = torch.randint(0, NUM_ACTIONS, (episodes,), generator=gen).repeat(L).to(eng.device)
+        _, reward, terminated, truncated, _ = eng.step(a)
+        total += torch.where(alive, reward.double(), 0.0)
+        alive &= ~(terminated | truncated)
+        if not bool(alive.any()):
+            break
+    per_level = total.cpu().view(L, episodes).tolist()
+    return [math.fsum(row) / episodes for row in per_level]
 
 
 # ====================================================================== scores

@@ -54,7 +54,12 @@ def test_list_table_json_and_tags():
     result = invoke("list")
     assert result.exit_code == 0 and "DoorKey-8x8" in result.stdout
     rows = json.loads(invoke("list", "--json").stdout)
-    assert [r["name"] for r in rows] == list_worlds()
+    grid = [r for r in rows if r["family"] == "grid"]
+    assert [r["name"] for r in grid] == list_worlds()
+    arm = [r for r in rows if r["family"] == "arm"]
+    assert arm and all(r["gym_id"].startswith("autoworld/Arm") for r in arm)
+    arm_only = json.loads(invoke("list", "--json", "--tag", "arm").stdout)
+    assert {r["name"] for r in arm_only} == {r["name"] for r in arm}
     by_name = {r["name"]: r for r in rows}
     dk = by_name["DoorKey-8x8"]
     assert dk["gym_id"] == "autoworld/DoorKey-8x8-v0" and dk["family"] == "grid"
@@ -213,4 +218,5 @@ def test_installed_console_script_lists_the_catalogue():
     proc = subprocess.run([_console_script(), "list", "--json"], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert [r["name"] for r in json.loads(proc.stdout)] == list_worlds()
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows if r["family"] == "grid"] == list_worlds()

@@ -266,3 +266,24 @@ def test_catalogue_level_files_are_current(name):
         for i in range(len(b)):
             assert levels.structural_check(spec, b.level(i))
             assert b.info["optimal_return"][i] >= b.info["random_return"][i]
+
+
+def test_prepare_banks_batches_splits_with_identical_levels_and_values():
+    """Both exact splits drawn and solved in one batched pass equal the split-by-split banks."""
+    from autoworld.envs.grid import levels as level_gen
+
+    spec = make_spec(name="PrepTest", height=6, width=6, max_steps=24,
+                     objects={"lava": 0.08},
+                     reward=[{"kind": "reach_goal", "time_decay": 0.5},
+                             {"kind": "hazard", "penalty": 1.0}])
+    level_gen._cache.clear()
+    one_by_one = {s: level_gen.bank(spec, s, size=n) for s, n in (("test", 3),
+                                                                    ("validation", 2))}
+    level_gen._cache.clear()
+    level_gen.prepare_banks(spec, {"test": 3, "validation": 2})
+    assert (spec.name, spec.content_hash, "test", 3) in level_gen._cache
+    for split, b in one_by_one.items():
+        again = level_gen.bank(spec, split, size=len(b))
+        assert np.array_equal(again.grids, b.grids) and again.seeds.tolist() == b.seeds.tolist()
+        assert again.info == b.info
+    level_gen._cache.clear()

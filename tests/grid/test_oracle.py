@@ -12,7 +12,13 @@ from autoworld.envs.grid.components.registry import REGISTRY
 from autoworld.envs.grid.engine import GridEngine
 from autoworld.envs.grid.level import Level, LevelBank
 from autoworld.envs.grid.levels import generate_level
-from autoworld.envs.grid.oracle import normalized_scores, random_return, solve
+from autoworld.envs.grid.oracle import (
+    normalized_scores,
+    random_return,
+    random_returns,
+    solve,
+    solve_many,
+)
 from tests.conftest import make_spec
 
 CORRIDOR = ["#######", "#######", "#....G#", "#######", "#######"]  # goal 4 steps east of (2, 1)
@@ -141,3 +147,58 @@ def test_normalized_scores_edge_cases():
     ratio, gain = normalized_scores(np.array([0.0, 1.0]), np.array([1.0, 0.0]),
                                     np.array([0.0, 0.0]))
     assert ratio.tolist() == [0.0, 1.0] and gain.tolist() == [0.0, 1.0]
+
+
+def _same(a, b) -> bool:
+    """Two oracle results agree exactly (wall time aside)."""
+    da, db = a.model_dump(), b.model_dump()
+    da.pop("seconds"), db.pop("seconds")
+    return da == db
+
+
+@pytest.mark.parametrize("world", ["Checkpoints-9x9", "SlipperyDeceptive-7x7", "Sokoban-7x7",
+                                   "TeleportMaze-9x9"])
+def test_batched_solve_and_random_returns_equal_one_level_at_a_time(world):
+    """Levels as the batch dimension: the same figures, bit for bit, as one solve per level
+    (deterministic and stochastic worlds, plans included)."""
+    from autoworld.envs.grid.levels import bank
+
+    spec = load_world(world)
+    b = bank(spec, "validation")
+    levels = [b.level(i) for i in range(3)]
+    batched = solve_many(spec, levels, plan=True)
+    assert all(_same(x, solve(spec, lv, plan=True)) for x, lv in zip(batched, levels,
+                                                                      strict=True))
+    assert [r.optimal_return for r in batched] == pytest.approx(b.info["optimal_return"][:3],
+                                                                abs=1e-6)
+    rnd = random_returns(spec, levels, episodes=16, seed=3)
+    assert rnd == [random_return(spec, lv, episodes=16, seed=3) for lv in levels]
+
+
+def test_batched_solve_applies_the_cap_per_level():
+    spec = make_spec(width=7, max_steps=30, reward=[
+        {"kind": "collect_items", "reward": 1.0, "terminate_when_all": True},
+        {"kind": "step_penalty", "cost": 0.01},
+    ])
+    big = Level.from_ascii(COINS, (2, 3), 0)
+    small = Level.from_ascii(CORRIDOR, (2, 1), 0)  # no coins: a handful of states
+    alone = [solve(spec, lv, state_cap=20, plan=False) for lv in (big, small, big)]
+    together = solve_many(spec, [big, small, big], state_cap=20)
+    assert [r.exact for r in together] == [False, True, False]
+    assert all(_same(x, y) for x, y in zip(together, alone, strict=True))
+    assert solve_many(spec, []) == []
+
+
+def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
+    """With every state hash forced equal, the enumeration falls back to byte keys and still
+    gives the same results."""
+    from autoworld.envs.grid import oracle
+
+    spec = load_world("SlipperyDeceptive-7x7")
+    from autoworld.envs.grid.levels import bank
+
+    levels = [bank(spec, "validation").level(i) for i in range(2)]
+    expected = solve_many(spec, levels)
+    monkeypatch.setattr(oracle, "_row_hash", lambda mat: np.zeros(len(mat), dtype=np.uint64))
+    again = solve_many(spec, levels)
+    assert all(_same(a, b) for a, b in zip(again, expected, strict=True))
