@@ -73,8 +73,10 @@ def evolve(
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default "
                                         "runs/evolve-s<seed>)."),
     device: str = typer.Option("cpu", "--device", "-d", help="Torch device (cpu, cuda, ...)."),
-    learner: str = typer.Option("es", "--learner", "-m", help="Pair optimizer: es (OpenAI-ES) "
-                                "or ppo; both batched over all pairs."),
+    learner: str | None = typer.Option(None, "--learner", "-m", help="Pair optimizer: es "
+                                       "(OpenAI-ES, POET's; the poet preset's default) or ppo "
+                                       "(the quick preset's default: it learns within minutes); "
+                                       "both batched over all pairs."),
     generator: str = typer.Option("procedural", "--generator", "-g",
                                   help="Mutation backend: procedural, openai or transformers."),
     generator_model: str | None = typer.Option(None, "--generator-model",
@@ -117,7 +119,7 @@ def evolve(
         for f in files:
             console.print(f"wrote {f}")
         return
-    if learner not in ("es", "ppo"):
+    if learner is not None and learner not in ("es", "ppo"):
         raise fail(f"--learner: unknown learner {learner!r}; use es or ppo")
     if preset not in ("quick", "poet"):
         raise fail(f"--preset: unknown preset {preset!r}; use quick or poet")

@@ -137,10 +137,12 @@ class PoetConfig(BaseModel):
     @classmethod
     def quick(cls, **overrides) -> PoetConfig:
         """The short preset of ``autoworld evolve`` with no arguments: a few minutes on 2 CPU
-        cores, small ES populations, reproduction and transfers every 6 iterations, and lower
+        cores, PPO as the pair optimizer (OpenAI-ES with small populations barely learns in
+        minutes; ``learner="es"`` selects it), small ES populations, reproduction and transfers
+        every 6 iterations, and lower
         bars (reproduction at 0.2, minimal criterion [0.0, 0.95]) so that a few minutes of
         learning already reproduce. Keyword overrides that are not None replace its values."""
-        base = dict(iterations=60, max_active=6, reproduce_every=6, transfer_every=6,
+        base = dict(learner="ppo", iterations=60, max_active=6, reproduce_every=6, transfer_every=6,
                     mutation_attempts=3, max_admitted=2, population=32, episodes=2,
                     sigma=0.1, lr=0.05, lr_min=0.005, lr_decay=0.999, repro_threshold=0.2,
                     mc_low=0.0, hidden=16, archive_sample=8, train_levels=128)
