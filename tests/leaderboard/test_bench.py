@@ -164,15 +164,39 @@ def test_process_backend_matches_serial(tmp_path: Path) -> None:
         r.model_dump(exclude=strip) for r in serial.runs()]
 
 
-def test_ray_backend_names_the_extra(tmp_path: Path) -> None:
+def test_ray_backend_names_the_extra(tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(BenchError, match=r"autoworld\[ray\]"):
+        run_bench(plan(["a"], WORLDS[:1], 1, 10), RunStore(tmp_path / "r.db"), fake_runner,
+                  backend="ray")
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_local_instance_matches_serial(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    cells = plan(["a", "b"], WORLDS[:2], 2, 10)
+    serial = RunStore(tmp_path / "serial.db")
+    run_bench(cells, serial, fake_runner, backend="serial")
+    distributed = RunStore(tmp_path / "ray.db")
     try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(BenchError, match=r"autoworld\[ray\]"):
-            run_bench(plan(["a"], WORLDS[:1], 1, 10), RunStore(tmp_path / "r.db"), fake_runner,
-                      backend="ray")
-    else:
-        pytest.skip("ray is installed")
+        run_bench(cells, distributed, fake_runner, backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+
+    def scores(store):
+        return sorted((r.method, r.world, r.seed, r.score_opt) for r in store.runs())
+
+    assert len(scores(distributed)) == len(cells)
+    assert scores(distributed) == scores(serial)
 
 
 def test_outcome_from_a_nested_training_result() -> None:
