@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,58 +17,28 @@ from autoworld.generator.base import Backend  # noqa: E402
 from autoworld.generator.openai_backend import OpenAIBackend  # noqa: E402
 from autoworld.generator.prompt import chat_messages, parse_reply  # noqa: E402
 from autoworld.spec import parse_spec  # noqa: E402
+from tests.chat_server import LoopbackChatServer
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "envs" / "catalogue"
 EMPTY_SPEC = yaml.safe_load((CATALOGUE / "Empty-6x6.yaml").read_text())
 
 
-class ChatServer:
+class ChatServer(LoopbackChatServer):
     """A chat-completions endpoint on 127.0.0.1: replies with ``content``, after ``delay``."""
 
+    usage = {"prompt_tokens": 123, "completion_tokens": 45, "total_tokens": 168}
+
     def __init__(self) -> None:
+        super().__init__()
         self.content = "{}"
         self.delay = 0.0
         self.requests: list[dict] = []
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
-                if server.delay:
-                    time.sleep(server.delay)
-                payload = json.dumps({
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
-                    "model": body.get("model", "m"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": server.content}}],
-                    "usage": {"prompt_tokens": 123, "completion_tokens": 45,
-                              "total_tokens": 168},
-                }).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out
-                    pass
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> ChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def reply(self, path: str, body: dict) -> str:
+        self.requests.append({"path": path, "body": body})
+        if self.delay:
+            time.sleep(self.delay)
+        return self.content
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -31,64 +30,36 @@ from autoworld.learners.llm_agent import (
 )
 from autoworld.learners.methods import METHODS, MethodError, get_method
 from autoworld.spec import parse_spec
+from tests.chat_server import LoopbackChatServer
 
 OBS = re.compile(r"<observation>\n(.*?)\n</observation>", re.DOTALL)
 CARDINAL = [n for n, _ in action_table(load_world("Empty-6x6"))]
 
 
-class ScriptedChatServer:
+class ScriptedChatServer(LoopbackChatServer):
     """An OpenAI chat-completions endpoint on 127.0.0.1 whose replies come from ``policy``:
     a function of the request body returning the assistant text. Tracks concurrency."""
 
     def __init__(self, policy, delay: float = 0.0) -> None:
+        super().__init__()
         self.policy = policy
         self.delay = delay
         self.bodies: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.bodies.append(body)
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                if server.delay:
-                    time.sleep(server.delay)
-                content = server.policy(body)
-                with server.lock:
-                    server.in_flight -= 1
-                payload = json.dumps({
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
-                    "model": body.get("model", "m"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> ScriptedChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def reply(self, path: str, body: dict) -> str:
+        with self.lock:
+            self.bodies.append(body)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.delay:
+            time.sleep(self.delay)
+        content = self.policy(body)
+        with self.lock:
+            self.in_flight -= 1
+        return content
 
 
 def oracle_lookup(world: str, split: str = "validation") -> dict[str, str]:
