@@ -1,22 +1,54 @@
 #!/usr/bin/env bash
-# One script for a machine with a CUDA GPU: the CUDA tests, then the GPU throughput figures.
-# Usage: bash benchmarks/gpu_check.sh [OUT_DIR]   (results as JSON lines in OUT_DIR)
+# One script for a machine with a CUDA GPU: the CUDA tests, then the GPU figures of every issue
+# target (engine, mixed batch, arm, POET step, a leaderboard sample), each under its own time cap.
+# Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
+# Writes OUT_DIR/log.txt (everything), OUT_DIR/results.jsonl (the JSON lines, one "# section"
+# line before each section) and OUT_DIR/leaderboard.db (the leaderboard sample).
+# DEVICE=cpu BIG=4096 MID=1024 BENCH_STEPS=4096 TIMED_STEPS=20 runs the same steps small, to check the script.
 set -uo pipefail
 out="${1:-gpu_results}"
+dev="${DEVICE:-cuda}"
+big="${BIG:-1048576}"
+mid="${MID:-65536}"
+steps="${BENCH_STEPS:-1000000}"
+t="${TIMED_STEPS:-200}"  # timed engine steps per repeat (the default adapts to ~1M env steps)
 mkdir -p "$out"
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))" \
-  | tee "$out/device.txt" || exit 1
-python -m pytest -q -m cuda tests 2>&1 | tail -n 5 | tee "$out/cuda_tests.txt"
-python benchmarks/throughput.py --world DoorKey-8x8 --device cuda \
-  --num-envs 4096,65536,1048576 --repeats 3 --json | tee "$out/doorkey_cuda.jsonl"
-python benchmarks/throughput.py --world DoorKey-8x8 --device cuda --compile \
-  --num-envs 1048576 --repeats 3 --json | tee "$out/doorkey_cuda_compile.jsonl"
+export PYTHONUNBUFFERED=1
+log="$out/log.txt"
+res="$out/results.jsonl"
+: >"$res"
+
+section() {  # section NAME SECONDS CMD...: run CMD under a time cap; JSON lines to results
+  local name=$1 cap=$2
+  shift 2
+  local t0=$SECONDS
+  echo "# section $name" >>"$res"
+  echo "=== $name (cap ${cap}s): $*" | tee -a "$log"
+  timeout "$cap" "$@" 2>&1 | tee -a "$log" | grep '^{' >>"$res"
+  echo "=== $name rc=${PIPESTATUS[0]} in $((SECONDS - t0))s" | tee -a "$log"
+}
+
+if [ "$dev" = cuda ]; then
+  python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print(torch.cuda.get_device_name(0), torch.__version__)" 2>&1 | tee -a "$log" || exit 1
+  section cuda_tests 120 python -m pytest -q -m cuda tests
+fi
+section doorkey 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
+  --num-envs "4096,$mid,$big" --repeats 3 --steps "$t" --json
+section arm 60 python benchmarks/arm_throughput.py --device "$dev" --num-envs "4096,$big" \
+  --repeats 3 --steps "$t" --json
+section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
+  --device "$dev"
+# the leaderboard sample: 8 methods x 2 worlds x 1 seed at the issue's 1M steps per run, cells
+# in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
+section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \
+  --worlds DoorKey-8x8,InverseLava-8x8 --seeds 1 --steps "$steps" --device "$dev" \
+  --backend process --workers 8 --db "$out/leaderboard.db"
 # the 12-world mix of docs/benchmarks.md, bucketed by component set, against each world alone
 MIX=Checkpoints-9x9,CoinMaze-11x11,CrumblingBridge-9x9,DoorKey-8x8,FoggyRooms-11x11,IceRink-9x9
 MIX=$MIX,InverseLava-8x8,MirrorLava-9x9,NoisyMaze-9x9,SlipperyDeceptive-7x7,SlipperyLava-9x9,Sokoban-7x7
-python benchmarks/throughput.py --worlds "$MIX" --device cuda --num-envs 1048576 --repeats 3 \
-  --homogeneous --json | tee "$out/mixed12_cuda.jsonl"
-if [ -f benchmarks/arm_throughput.py ]; then
-  python benchmarks/arm_throughput.py --device cuda --num-envs 4096,1048576 --json \
-    | tee "$out/arm_cuda.jsonl"
-fi
+section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+  --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
+section doorkey_compile 120 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
+  --compile --num-envs "$big" --repeats 3 --steps "$t" --json
+echo "=== done in ${SECONDS}s" | tee -a "$log"

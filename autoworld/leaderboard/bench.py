@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import logging
+import multiprocessing as mp
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -186,7 +187,8 @@ def run_bench(
 
 def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
                  commit: Callable[[RunRecord], None]) -> None:
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: a forked child cannot use CUDA, and fork under threads is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(run_cell, runner, cell) for cell in todo}
         try:
             while futures:

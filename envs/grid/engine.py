@@ -230,7 +230,7 @@ class GridEngine:
             if any(w.component(name) is not None for w in self.worlds)
         ]
         for name in present:
-            params = [self.worlds[w].component(name) for w in world_ids]
+            params = [w.component(name) for w in self.worlds]
             self.components[name] = REGISTRY[name](self, params)
         self._stages: dict[str, list[GridComponent]] = {}
         for comp in sorted(self.components.values(), key=lambda c: c.order):

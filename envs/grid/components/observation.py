@@ -104,14 +104,14 @@ class Egocentric(GridComponent):
     order = 20
 
     def setup(self) -> None:
-        for p in self.params:
+        for p in self.unique_params:
             if p.size % 2 == 0:
                 raise ValueError(f"egocentric.size must be odd (got {p.size}); use {p.size + 1}")
         eng = self.engine
         # the view side of the batch: the largest size among the worlds that use this view (the
         # neutral default of envs without it must not widen everyone's image)
-        self.K = K = max([p.size for p, a in zip(self.params, self.active.tolist(), strict=True)
-                          if a] + [eng.layout.get("egocentric_size", 0)])
+        self.K = K = max([p.size for p in self.active_params()]
+                         + [eng.layout.get("egocentric_size", 0)])
         # table[g, pos*4 + dir, i*K + j] = flat index of view cell (i, j), built vectorized
         table = np.full((len(eng.geometries), eng.P * 4, K * K), eng.sentinel, dtype=np.int64)
         deltas = np.array(DIR_DELTAS)  # (4, 2)
@@ -132,7 +132,7 @@ class Egocentric(GridComponent):
             table[gi, : eng.H * eng.W * 4] = flat.reshape(eng.H * eng.W * 4, K * K)
         self.table = torch.from_numpy(table.reshape(-1, K * K)).to(self.device)
         self.geom_off = (eng.geom_id * (eng.P * 4)) if len(eng.geometries) > 1 else None
-        sizes = {p.size for p, a in zip(self.params, self.active.tolist(), strict=True) if a}
+        sizes = {p.size for p in self.active_params()}
         self.window = None
         # smaller views in a mixed batch (or in a bucket of one): cells outside their window are PAD
         if len(sizes) > 1 or K not in sizes:
@@ -415,16 +415,17 @@ class PermutedSymbols(GridComponent):
     order = 40
 
     def setup(self) -> None:
-        lut = np.tile(np.arange(NUM_SYMBOLS, dtype=np.uint8), (len(self.params), 1))
-        for env, (p, active) in enumerate(zip(self.params, self.active.tolist(), strict=True)):
+        lut = np.tile(np.arange(NUM_SYMBOLS, dtype=np.uint8), (len(self.unique_params), 1))
+        for u, (p, active) in enumerate(zip(self.unique_params, self.unique_active, strict=True)):
             if not active:
                 continue
             for a, b in p.swaps:
                 ia, ib = CELL_NAMES.index(a), CELL_NAMES.index(b)
-                lut[env, ia], lut[env, ib] = ib, ia
-        self.lut = torch.from_numpy(lut).to(self.device)  # (B, NUM_SYMBOLS) uint8
+                lut[u, ia], lut[u, ib] = ib, ia
         same = bool((lut == lut[:1]).all())
-        self.shared = self.lut[0] if same else None  # (NUM_SYMBOLS,) one table for all envs
+        # (NUM_SYMBOLS,) one table for all envs, else (B, NUM_SYMBOLS) uint8
+        self.shared = torch.from_numpy(lut[0]).to(self.device) if same else None
+        self.lut = self.shared[None].expand(self.engine.num_envs, -1) if same else self.per_env(lut)
 
     def apply(self, ctx) -> None:
         img = ctx.image
@@ -530,8 +531,8 @@ class Rgb(GridComponent):
     order = 30
 
     def setup(self) -> None:
-        self.tile = max([p.tile for p, a in zip(self.params, self.active.tolist(), strict=True)
-                         if a] + [self.engine.layout.get("rgb_tile", 0)])
+        self.tile = max([p.tile for p in self.active_params()]
+                        + [self.engine.layout.get("rgb_tile", 0)])
         self.atlas = torch.from_numpy(tile_atlas(self.tile)).to(self.device)  # (S, t, t, 3)
 
     def output_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:

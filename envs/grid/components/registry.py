@@ -45,16 +45,41 @@ class GridComponent:
     extras: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, engine: GridEngine, params: list[ComponentParams | None]) -> None:
+        """``params``: one entry per world of ``engine.worlds``, None where a world lacks this
+        component (its envs get the neutral default ``Params()``).
+
+        Setup code works on the few distinct params objects (``unique_params``) and expands
+        them per env through ``param_index`` (B,), so a million-env batch costs no per-env
+        Python work."""
         self.engine = engine
         self.device = engine.device
-        actives = [p is not None for p in params]
-        self.all_active = all(actives)
-        self.active = torch.tensor(actives, dtype=torch.bool, device=self.device)  # (B,)
+        if len(params) != len(engine.worlds):
+            raise ValueError(f"{self.name}: give one params entry per world "
+                             f"({len(engine.worlds)}), got {len(params)}")
+        default = self.Params()
+        in_batch = (torch.bincount(engine.world_ids.cpu(), minlength=len(params)) > 0).tolist()
+        slot: dict[int, int] = {}
+        self.unique_params: list[ComponentParams] = []
+        self.unique_active: list[bool] = []
+        world_slot = []
+        for p, used in zip(params, in_batch, strict=True):
+            q = default if p is None else p
+            if id(q) not in slot:
+                slot[id(q)] = len(self.unique_params)
+                self.unique_params.append(q)
+                self.unique_active.append(False)
+            world_slot.append(slot[id(q)])
+            if p is not None and used:
+                self.unique_active[slot[id(q)]] = True
+        index = torch.tensor(world_slot, dtype=torch.long, device=self.device)
+        self.param_index = index[engine.world_ids]  # (B,)
+        active_worlds = torch.tensor([p is not None for p in params], dtype=torch.bool,
+                                     device=self.device)
+        self.active = active_worlds[engine.world_ids]  # (B,)
+        self.all_active = bool(self.active.all())
         # The envs whose world has this component: static for the engine's life, so costly
         # components can compute for these rows only (index_select / index_copy, no host sync).
-        self.active_index = torch.tensor([i for i, a in enumerate(actives) if a],
-                                         dtype=torch.long, device=self.device)
-        self.params = [p if p is not None else self.Params() for p in params]
+        self.active_index = self.active.nonzero().flatten()
         self.setup()
 
     # ------------------------------------------------------------------ helpers
@@ -64,8 +89,15 @@ class GridComponent:
 
     def column(self, field: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """One parameter as a per-env tensor (B,)."""
-        return torch.tensor([getattr(p, field) for p in self.params], dtype=dtype,
-                            device=self.device)
+        return self.per_env([getattr(p, field) for p in self.unique_params], dtype)
+
+    def per_env(self, values, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Values given per distinct params object (``unique_params`` order) as per-env rows."""
+        return torch.as_tensor(values, dtype=dtype, device=self.device)[self.param_index]
+
+    def active_params(self) -> list[ComponentParams]:
+        """The distinct params of the worlds that have this component."""
+        return [p for p, a in zip(self.unique_params, self.unique_active, strict=True) if a]
 
     # ------------------------------------------------------------------ hooks
     def setup(self) -> None:

@@ -224,7 +224,7 @@ class Coverage(GridComponent):
     def setup(self) -> None:
         self.reward = self.column("reward")
         self.terminate_when_all = self.column("terminate_when_all", torch.bool)
-        self.any_terminate = any(p.terminate_when_all for p in self.params)
+        self.any_terminate = any(p.terminate_when_all for p in self.unique_params)
 
     def level_data(self, engine) -> dict[str, torch.Tensor]:
         if not self.any_terminate:  # the flood fill is only needed for the termination rule

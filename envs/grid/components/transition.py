@@ -175,8 +175,8 @@ class PermutedControls(GridComponent):
 
     def setup(self) -> None:
         # absent envs get the identity from the neutral Params()
-        self.table = torch.tensor([p.permutation for p in self.params], dtype=torch.long,
-                                  device=self.device)  # (B, 7)
+        self.table = self.per_env([p.permutation for p in self.unique_params],
+                                  torch.long)  # (B, 7)
 
     def apply(self, ctx) -> None:
         ctx.action = self.table.gather(1, ctx.action[:, None])[:, 0]
@@ -392,8 +392,8 @@ class CollapsingFloor(GridComponent):
 
     def setup(self) -> None:
         codes = {"lava": int(CELL.LAVA), "wall": int(CELL.WALL)}
-        self.becomes = torch.tensor([codes[p.becomes] for p in self.params], dtype=torch.uint8,
-                                    device=self.device)  # (B,)
+        self.becomes = self.per_env([codes[p.becomes] for p in self.unique_params],
+                                    torch.uint8)  # (B,)
 
     def apply(self, ctx) -> None:
         s = ctx.state
