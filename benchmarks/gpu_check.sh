@@ -4,6 +4,8 @@
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
 # Writes OUT_DIR/log.txt (everything), OUT_DIR/results.jsonl (the JSON lines, one "# section"
 # line before each section) and OUT_DIR/leaderboard.db (the leaderboard sample).
+# GPU_CHECK_SECONDS (default 400) bounds the whole run: sections are capped to what is left and
+# skipped when it is spent, so the files are complete when the script returns.
 # DEVICE=cpu BIG=4096 MID=1024 BENCH_STEPS=4096 TIMED_STEPS=20 runs the same steps small, to check the script.
 set -uo pipefail
 out="${1:-gpu_results}"
@@ -18,13 +20,20 @@ log="$out/log.txt"
 res="$out/results.jsonl"
 : >"$res"
 
+budget="${GPU_CHECK_SECONDS:-400}"  # the whole script ends within this, whatever the caps
+
 section() {  # section NAME SECONDS CMD...: run CMD under a time cap; JSON lines to results
   local name=$1 cap=$2
   shift 2
-  local t0=$SECONDS
+  local t0=$SECONDS left=$((budget - SECONDS - 5))
+  if [ "$left" -lt 20 ]; then
+    echo "=== $name skipped: the ${budget}s budget is spent" | tee -a "$log"
+    return
+  fi
+  [ "$cap" -gt "$left" ] && cap=$left
   echo "# section $name" >>"$res"
   echo "=== $name (cap ${cap}s): $*" | tee -a "$log"
-  timeout "$cap" "$@" 2>&1 | tee -a "$log" | grep '^{' >>"$res"
+  timeout -k 10 "$cap" "$@" 2>&1 | tee -a "$log" | grep '^{' >>"$res"
   echo "=== $name rc=${PIPESTATUS[0]} in $((SECONDS - t0))s" | tee -a "$log"
 }
 
