@@ -71,11 +71,19 @@ def load_spec(path: str | os.PathLike) -> WorldSpec:
         raise SpecError(f"{p} is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec is small")
     text = p.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if p.suffix == ".json" else _yaml_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
                         f"{str(exc).splitlines()[0]}") from None
     return parse_spec(data)
+
+
+# libyaml's C loader when PyYAML was built with it: the same documents, ~10x faster to read
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
 
 
 def spec_to_yaml(spec: WorldSpec) -> str:
@@ -84,7 +92,7 @@ def spec_to_yaml(spec: WorldSpec) -> str:
 
 
 def spec_from_yaml(text: str) -> WorldSpec:
-    return parse_spec(yaml.safe_load(text))
+    return parse_spec(_yaml_load(text))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

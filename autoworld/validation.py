@@ -27,7 +27,6 @@ fault and what to change.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -69,6 +68,11 @@ class ValidationConfig(_Frozen):
     )
     state_cap: int | None = Field(
         None, ge=1, description="Oracle state cap (None: the oracle's documented default)."
+    )
+    state_budget: int | None = Field(
+        None, ge=1, description="Most reachable states the exact oracle may enumerate over all "
+        "of a world's levels together; a world above it fails the levels stage (None: no "
+        "budget). Generation sets one, so that one huge world cannot stall a run."
     )
     recompute: bool = Field(
         False, description="Re-solve levels whose oracle values the catalogue stores, and check "
@@ -535,8 +539,15 @@ def validate(source: Any, config: ValidationConfig | None = None, *,
         messages = []
         # every split's levels in one batched oracle pass; on an error the split-by-split
         # pass below names the level at fault
-        with contextlib.suppress(AutoworldError):
-            level_gen.prepare_banks(spec, {s.split: s.num_levels for s in level_configs()})
+        from autoworld.envs.grid.oracle import StateBudgetExceeded
+
+        try:
+            level_gen.prepare_banks(spec, {s.split: s.num_levels for s in level_configs()},
+                                    state_budget=cfg.state_budget)
+        except StateBudgetExceeded as exc:
+            raise StageFailure(str(exc)) from None
+        except AutoworldError:
+            pass
         for sub in level_configs():
             message, checks, banks[sub.split] = _levels(spec, sub)
             level_checks = [*level_checks, *checks]

@@ -52,6 +52,11 @@ class GeneratorConfig(_Frozen):
     min_distance: float = Field(0.0, ge=0.0, le=1.0,
                                 description="Least distance to the nearest known world.")
     device: str = Field("cpu", description="Torch device of the build and smoke stages.")
+    state_budget: int | None = Field(
+        250_000, ge=1, description="Most reachable states the exact oracle may enumerate over "
+        "one world's levels (the levels stage rejects a world above it, with the reason, and "
+        "the next round proposes another); bounds the time one world can take. None: no "
+        "budget.")
 
 
 class WorldResult(_Frozen):
@@ -211,7 +216,7 @@ class Generator:
             num_levels=test, split="test", extra_splits=(("validation", val),) if val else (),
             num_envs=c.num_envs, smoke_steps=c.smoke_steps, margin=c.margin,
             random_episodes=c.random_episodes, device=c.device, novelty=c.novelty,
-            min_distance=c.min_distance,
+            min_distance=c.min_distance, state_budget=c.state_budget,
         )
 
     def generate(self, theme: str | Sequence[str], n: int = 1, seed: int = 0, levels: int = 15,

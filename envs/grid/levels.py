@@ -309,7 +309,8 @@ def _generate(spec, split: str, index: int, exact: bool):
 
 
 def _generate_many(spec, split: str | list[str], indices: list[int], exact: bool,
-                   state_cap: int | None = None) -> list[tuple[Level, object]]:
+                   state_cap: int | None = None,
+                   state_budget: int | None = None) -> list[tuple[Level, object]]:
     """``_generate`` for several indices at once, with identical results: attempt ``a`` of every
     index still open is drawn and checked together, and the exact oracle solves all the
     attempt's candidates in one batched pass (``oracle.solve_many``). ``split`` may also be a
@@ -335,7 +336,8 @@ def _generate_many(spec, split: str | list[str], indices: list[int], exact: bool
                 continue
             if structural_check(spec, level):
                 drawn.append((i, level))
-        results = (solve_many(spec, [lv for _, lv in drawn], plan=False, state_cap=cap)
+        results = (solve_many(spec, [lv for _, lv in drawn], plan=False, state_cap=cap,
+                              state_budget=state_budget)
                    if exact else [None] * len(drawn))
         for (i, level), res in zip(drawn, results, strict=True):
             if res is None or not res.exact:  # above the state cap: the structural check decides
@@ -384,11 +386,12 @@ def bank(spec, split: str = "train", size: int | None = None) -> LevelBank:
                                            for k, v in cached.info.items()})
 
 
-def prepare_banks(spec, sizes: dict[str, int]) -> None:
+def prepare_banks(spec, sizes: dict[str, int], state_budget: int | None = None) -> None:
     """Build the ``bank(spec, split, size)`` banks of several splits in one batched pass (the
     exact splits' candidates are solved together) and cache them; later ``bank`` calls return
     them. The banks are identical to those ``bank`` builds one split at a time. Catalogue banks
-    and banks already cached are left alone."""
+    and banks already cached are left alone. ``state_budget``: the most reachable states the
+    exact oracle may enumerate per batched pass (``oracle.StateBudgetExceeded`` above it)."""
     todo = {}
     for split, n in sizes.items():
         if split not in SPLITS or int(n) < 1:
@@ -399,11 +402,12 @@ def prepare_banks(spec, sizes: dict[str, int]) -> None:
             continue
         todo[split] = int(n)
     exact = [s for s in todo if s in EXACT_SPLITS]
-    if len(exact) < 2:
+    if len(exact) < (1 if state_budget is not None else 2):
         return  # nothing to batch across splits
     _precheck(spec)
     pairs = [(s, i) for s in exact for i in range(todo[s])]
-    out = _generate_many(spec, [s for s, _ in pairs], [i for _, i in pairs], exact=True)
+    out = _generate_many(spec, [s for s, _ in pairs], [i for _, i in pairs], exact=True,
+                         state_budget=state_budget)
     at = 0
     for s in exact:
         _store(spec, s, todo[s], _bank_from(out[at:at + todo[s]], True))

@@ -45,6 +45,7 @@ from autoworld.envs.grid.components.registry import REGISTRY
 from autoworld.envs.grid.engine import NUM_ACTIONS, GridEngine, GridState
 from autoworld.envs.grid.level import Level, LevelBank
 from autoworld.envs.grid.symbols import Cell
+from autoworld.errors import LevelError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch
 
 
 def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
-               device: str | torch.device = "cpu", plan: bool = False) -> list[OracleResult]:
+               device: str | torch.device = "cpu", plan: bool = False,
+               state_budget: int | None = None) -> list[OracleResult]:
     """``solve`` for several levels of one world in one batched pass (identical results).
 
     The levels are the batch dimension: one engine holds all of them as its level bank, the
@@ -109,6 +111,10 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
     union. Each state's value is computed by exactly the same arithmetic as in a one-level
     solve, so every result equals ``solve(spec, level)`` bit for bit; the state cap applies per
     level. ``seconds`` of each result is the batch's wall time shared evenly.
+
+    ``state_budget``: the most states enumerated over all the levels together; above it the
+    pass stops at once with :class:`StateBudgetExceeded` (generation uses it, so that one
+    world with a huge state space cannot stall a run). None: no budget.
     """
     start = time.perf_counter()
     levels = list(levels)
@@ -152,10 +158,18 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
         return engines[states]
 
     try:
-        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T)
+        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T,
+                           budget=state_budget)
     except _HashCollision:  # astronomically rare: the exact byte-keyed index, same ids
-        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T, hashed=False)
-    nxt, fixed, timed, owner, counts, over = graph
+        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T, hashed=False,
+                           budget=state_budget)
+    except StateBudgetExceeded as exc:
+        raise StateBudgetExceeded(
+            f"{spec.name}: its {L} levels have more than {state_budget:,} reachable states in "
+            f"all ({exc}); an exact oracle would take minutes: make the world smaller or "
+            "simpler (fewer keys, doors, coins, cracked or slippery cells, a shorter "
+            "max_steps)") from None
+    nxt, fixed, timed, owner, counts, over, depth = graph
     stochastic = K > 1
     starts = np.arange(L)
     if over.any():  # only the levels below the cap are solved: drop the others' states
@@ -164,11 +178,12 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
         remap[sel] = np.arange(len(sel))
         nxt = np.where(nxt[sel] >= 0, remap[nxt[sel]], -1)
         fixed, timed, owner, starts = fixed[sel], timed[sel], owner[sel], remap[starts]
+        depth = depth[sel]
     N = nxt.shape[0]
     keep_plan = plan and not stochastic and T * N <= PLAN_BUDGET
     decay = np.float32(probe.time_decay[0].item())
     values, policy = _value_iteration(nxt, fixed, timed, probs, decay, T, keep_plan,
-                                      np.maximum(starts, 0))
+                                      np.maximum(starts, 0), depth)
     top = np.float32(1.0) - decay / np.float32(T)  # the largest timed factor (step 1)
     pays = ((fixed + np.maximum(timed, 0) * top) > 0).reshape(N, NUM_ACTIONS * K).any(1)
     positive = np.zeros(L, dtype=bool)
@@ -189,17 +204,18 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
 
 
 def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_levels: int,
-               state_cap: int, T: int, hashed: bool = True):
+               state_cap: int, T: int, hashed: bool = True, budget: int | None = None):
     """Breadth-first enumeration of the reachable states of every level with the engine.
 
     ``batch_engine(n)`` gives an engine that steps n states at once with its action and outcome
     rows; small frontiers use a small engine (cheap to build), large ones a ``CHUNK_ROWS`` one.
     State i < ``num_levels`` is the start of level i (bank level i); ids are handed out in BFS
     order, so depths never decrease with the id. Returns ``(next, fixed, timed, owner, counts,
-    over)``: next (N, A, K) int64 state ids (-1: the transition terminates), the fixed and timed
-    rewards (N, A, K) float32 of every transition, the level of each state (N,), the states
-    per level (L,) and whether a level has more than ``state_cap`` states (L,) bool (it is not
-    expanded further). States first reached at step ``T`` are never acted from (their rows are
+    over, depth)``: next (N, A, K) int64 state ids (-1: the transition terminates), the fixed
+    and timed rewards (N, A, K) float32 of every transition, the level of each state (N,), the
+    states per level (L,), whether a level has more than ``state_cap`` states (L,) bool (it is
+    not expanded further) and each state's BFS depth (N,). States first reached at step ``T``
+    are never acted from (their rows are
     -1/0). ``hashed`` picks the state index (``_StateIndex``; both give the same ids).
     """
     A = NUM_ACTIONS
@@ -277,6 +293,9 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
                 owner_buf[before:total] = new_owner
                 counts += np.bincount(new_owner, minlength=L)
                 over |= counts > state_cap
+                if budget is not None and total > budget:
+                    raise StateBudgetExceeded(f"{total:,} found after {expanded + n:,} "
+                                              "expanded")
             where = slice(None) if sel is None else sel
             nxt[where] = rows_nxt.reshape(m_states, A, K)
             fixed[where] = ctx.reward_fixed[:m].view(m_states, A, K).cpu().numpy()
@@ -292,7 +311,8 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
         fixed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
         timed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
     return (np.concatenate(nxt_parts), np.concatenate(fixed_parts),
-            np.concatenate(timed_parts), owner_buf[:total].copy(), counts, over)
+            np.concatenate(timed_parts), owner_buf[:total].copy(), counts, over,
+            depth[:total].copy())
 
 
 def _take(pending: deque, n: int) -> dict[str, torch.Tensor]:
@@ -380,6 +400,10 @@ def _row_hash(mat: np.ndarray) -> np.ndarray:
     return h
 
 
+class StateBudgetExceeded(LevelError):
+    """The levels of one oracle pass have more reachable states than its ``state_budget``."""
+
+
 class _HashCollision(Exception):
     """Two different states share a 64-bit key hash: redo the enumeration with exact keys."""
 
@@ -387,21 +411,41 @@ class _HashCollision(Exception):
 class _StateIndex:
     """State key -> id, ids handed out in order of first sight.
 
-    ``hashed``: a sorted array of the keys' 64-bit hashes, looked up with ``searchsorted`` and
-    verified byte for byte against the stored keys (a collision raises ``_HashCollision``);
-    otherwise a dict of the keys' bytes. Both give the same ids.
+    ``hashed``: the keys' 64-bit hashes in a few sorted runs (a log-structured merge: a new
+    block of hashes is one run, and runs of similar size are merged, so n insertions cost
+    O(n log^2 n) instead of the O(n^2) of inserting into one sorted array), looked up with
+    ``searchsorted`` and verified byte for byte against the stored keys (a collision raises
+    ``_HashCollision``); otherwise a dict of the keys' bytes. Both give the same ids.
     """
 
     def __init__(self, hashed: bool = True) -> None:
         self.hashed = hashed
         self.n = 0
         self._dict: dict[bytes, int] = {}
-        self._h = np.zeros(0, dtype=np.uint64)
-        self._ids = np.zeros(0, dtype=np.int64)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, their ids)
         self._keys: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.n
+
+    def _lookup(self, h: np.ndarray) -> np.ndarray:
+        """The id of each hash, -1 where unknown."""
+        out = np.full(len(h), -1, dtype=np.int64)
+        for run_h, run_ids in self._runs:
+            pos = np.minimum(np.searchsorted(run_h, h), len(run_h) - 1)
+            hit = run_h[pos] == h
+            out[hit] = run_ids[pos[hit]]
+        return out
+
+    def _insert(self, hs: np.ndarray, ids: np.ndarray) -> None:
+        """Add a block of new (hash, id) pairs as a run; merge runs of similar size."""
+        order = np.argsort(hs, kind="stable")
+        self._runs.append((hs[order], ids[order]))
+        while len(self._runs) > 1 and 2 * len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+            (h2, i2), (h1, i1) = self._runs.pop(), self._runs.pop()
+            merged_h = np.concatenate([h1, h2])
+            order = np.argsort(merged_h, kind="stable")
+            self._runs.append((merged_h[order], np.concatenate([i1, i2])[order]))
 
     def ids(self, mat: np.ndarray, h: np.ndarray | None) -> np.ndarray:
         """Ids of the distinct key rows ``mat`` (new rows get the next ids, in row order)."""
@@ -413,15 +457,10 @@ class _StateIndex:
             return out
         if h is None:  # _group_rows saw two different rows with one hash
             raise _HashCollision
-        out = np.empty(len(h), dtype=np.int64)
-        found = np.zeros(len(h), dtype=bool)
-        if self.n:
-            pos = np.minimum(np.searchsorted(self._h, h), self.n - 1)
-            found = self._h[pos] == h
-            cand = self._ids[pos[found]]
-            if not np.array_equal(self._keys[cand], mat[found]):
-                raise _HashCollision
-            out[found] = cand
+        out = self._lookup(h) if self.n else np.full(len(h), -1, dtype=np.int64)
+        found = out >= 0
+        if found.any() and not np.array_equal(self._keys[out[found]], mat[found]):
+            raise _HashCollision
         new = np.flatnonzero(~found)
         k = len(new)
         out[new] = self.n + np.arange(k)
@@ -434,11 +473,7 @@ class _StateIndex:
                 grown[:self.n] = self._keys[:self.n]
                 self._keys = grown
             self._keys[self.n:self.n + k] = mat[new]
-            order = np.argsort(h[new], kind="stable")
-            hs, ids = h[new][order], out[new][order]
-            at = np.searchsorted(self._h, hs)
-            self._h = np.insert(self._h, at, hs)
-            self._ids = np.insert(self._ids, at, ids)
+            self._insert(h[new], out[new])
             self.n += k
         return out
 
@@ -463,11 +498,16 @@ def _expand(base: GridState, part: dict[str, torch.Tensor], repeat: int, R: int)
 
 
 def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, probs: np.ndarray,
-                     decay: np.float32, T: int, keep_plan: bool,
-                     starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+                     decay: np.float32, T: int, keep_plan: bool, starts: np.ndarray,
+                     depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Backward induction over t = T..1; returns V_0 of the ``starts`` state ids and,
     if asked, the (T, N) uint8 greedy policy. Runs in numpy: at these sizes it beats torch's CPU
-    kernels, and the result does not depend on the device the states were enumerated on."""
+    kernels, and the result does not depend on the device the states were enumerated on.
+
+    ``depth`` (N,), the BFS depth of each state, nondecreasing with the id: a state first reached
+    at depth d is never acted from before time d, so step t only updates the states of depth
+    < t, a prefix of the ids (the same arithmetic on every state it updates, so the same values
+    and plans as updating all of them)."""
     N, A, K = nxt.shape
     # (K, A, N) layout: the max over actions and the sum over outcomes run over long contiguous
     # rows (the same elementwise arithmetic as over the (N, A, K) layout, so identical values)
@@ -480,24 +520,31 @@ def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, prob
     # timed rewards are sparse (goal-like events): only those entries change with t
     spots = np.flatnonzero(timed_t.reshape(-1) != 0)
     spot_fixed, spot_timed = fixed_t.reshape(-1)[spots], timed_t.reshape(-1)[spots]
+    spot_state, spot_row = spots % N, spots // N  # state id and (outcome, action) row
+    # states updated at step t: ids below limits[t - 1] (depth <= t - 1)
+    limits = (np.full(T, N, dtype=np.int64) if depth is None
+              else np.searchsorted(depth, np.arange(T), side="right"))
     value = np.zeros(N + 1, dtype=np.float64)
-    policy = np.empty((T, N), dtype=np.uint8) if keep_plan else None
+    policy = np.zeros((T, N), dtype=np.uint8) if keep_plan else None
     horizon = np.float32(T)
     for t in range(T, 0, -1):
-        cont = value[idx]  # ([K,] A, N) continuation values
-        q = cont + base
+        n = int(limits[t - 1])
+        cont = value[idx[..., :n]]  # ([K,] A, n) continuation values
+        q = cont + base[..., :n]
         if len(spots):  # the engine's float32 arithmetic, term by term
+            inside = spot_state < n
+            flat = spot_row[inside] * n + spot_state[inside]  # spots in the (.., n) prefix
             factor = np.float32(1.0) - decay * np.float32(t) / horizon
-            reward = (spot_fixed + spot_timed * factor).astype(np.float64)
-            q.reshape(-1)[spots] = cont.reshape(-1)[spots] + reward
+            reward = (spot_fixed[inside] + spot_timed[inside] * factor).astype(np.float64)
+            q.reshape(-1)[flat] = cont.reshape(-1)[flat] + reward
         if K > 1:  # expectation summed in a fixed order: bitwise reproducible on any machine
             mean = q[0] * probs[0]
             for k in range(1, K):
                 mean += q[k] * probs[k]
             q = mean
-        value[:N] = q.max(0)
+        value[:n] = q.max(0)
         if policy is not None:
-            policy[t - 1] = q.argmax(0)
+            policy[t - 1, :n] = q.argmax(0)
     return value[starts], policy
 
 

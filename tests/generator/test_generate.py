@@ -123,3 +123,17 @@ def test_cli_generate_table_and_bad_backend():
     assert result.exit_code == 0 and "reliability" in result.output and "accepted" in result.output
     bad = runner.invoke(app, ["generate", "lava", "--backend", "nope"])
     assert bad.exit_code == 2
+
+
+def test_a_world_above_the_state_budget_fails_the_levels_stage_with_the_reason():
+    data = sample_spec("an icy maze", 0)
+    report = validate(data, num_levels=2, split="test", extra_splits=(("validation", 1),),
+                      state_budget=50)
+    assert not report.ok and report.failed_stage.name == "levels"
+    assert "more than 50 reachable states" in report.error and "smaller" in report.error
+    assert validate(data, num_levels=2, split="test", extra_splits=(("validation", 1),)).ok
+    tight = FAST.model_copy(update={"repair_rounds": 0, "state_budget": 50})
+    # another world (built banks are cached per world, and the budget bounds building them)
+    fresh = {**data, "name": "IcyBudget-7x7", "max_steps": data["max_steps"] - 1}
+    run = Generator(ScriptedBackend([fresh]), tight).generate("t", n=1, levels=3)
+    assert run.results[0].stage == "levels" and "reachable states" in run.results[0].reason

@@ -202,3 +202,63 @@ def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
     monkeypatch.setattr(oracle, "_row_hash", lambda mat: np.zeros(len(mat), dtype=np.uint64))
     again = solve_many(spec, levels)
     assert all(_same(a, b) for a, b in zip(again, expected, strict=True))
+
+
+def test_state_index_runs_give_the_ids_of_a_dict():
+    """The hashed index (sorted runs, merged as they grow) hands out the same ids as a dict of
+    the keys, block after block, for new and already-seen keys."""
+    from autoworld.envs.grid.oracle import _group_rows, _StateIndex
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, size=(3000, 11), dtype=np.uint8)
+    hashed, plain = _StateIndex(hashed=True), _StateIndex(hashed=False)
+    for _ in range(60):
+        block = pool[rng.integers(0, len(pool), size=int(rng.integers(1, 400)))]
+        first, group, h = _group_rows(block)
+        assert h is not None
+        got = hashed.ids(block[first], h)[group]
+        assert np.array_equal(got, plain.ids(block, None))
+    assert len(hashed) == len(plain) > 2000
+    assert len(hashed._runs) <= int(np.log2(len(hashed))) + 2  # merged, not one run per block
+
+
+@pytest.mark.parametrize("world", ["DoorKey-8x8", "SlipperyDeceptive-7x7"])
+def test_value_iteration_over_depth_prefixes_equals_the_full_sweep(world):
+    """Updating only the states reachable by time t gives the same values, bit for bit, and the
+    same plans as updating every state at every step."""
+    from autoworld.envs.grid import oracle
+    from autoworld.envs.grid.levels import bank
+
+    spec = load_world(world)
+    levels = [bank(spec, "validation").level(i) for i in range(2)]
+    graphs = []
+    real = oracle._enumerate
+    oracle._enumerate = lambda *a, **k: graphs.append(real(*a, **k)) or graphs[-1]
+    try:
+        solve_many(spec, levels)
+    finally:
+        oracle._enumerate = real
+    nxt, fixed, timed, _, _, _, depth = graphs[0]
+    K = nxt.shape[2]
+    probs = np.full(K, 1.0 / K)
+    T, starts = spec.max_steps, np.arange(len(levels))
+    args = (nxt, fixed, timed, probs, np.float32(0.5), T, K == 1, starts)
+    v_full, p_full = oracle._value_iteration(*args)
+    v_pre, p_pre = oracle._value_iteration(*args, depth)
+    assert np.array_equal(v_full, v_pre)
+    assert depth[0] == 0 and np.all(np.diff(depth) >= 0)
+    if p_full is not None:
+        for s in starts:
+            assert oracle._read_plan(p_full, nxt, int(s)) == oracle._read_plan(p_pre, nxt, int(s))
+
+
+def test_a_state_budget_stops_the_pass_with_a_clear_error():
+    from autoworld.envs.grid.levels import bank
+    from autoworld.envs.grid.oracle import StateBudgetExceeded
+
+    spec = load_world("DoorKey-8x8")
+    levels = [bank(spec, "validation").level(i) for i in range(3)]
+    with pytest.raises(StateBudgetExceeded, match="more than 500 reachable states"):
+        solve_many(spec, levels, state_budget=500)
+    within = solve_many(spec, levels, state_budget=10**7)
+    assert all(_same(a, b) for a, b in zip(within, solve_many(spec, levels), strict=True))
