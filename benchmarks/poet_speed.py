@@ -7,11 +7,16 @@ Prints JSON lines:
 - ``{"bench": "serial", ...}``: the same jobs, one engine call per pair;
 - ``{"bench": "ratio", "speedup": ...}`` (target >= 5);
 - with ``--run-iterations N``: ``{"bench": "run", ...}`` the wall time of an N-iteration POET run
-  with ``--pairs`` active pairs at most (reproduction and transfers included).
+  (POET preset) with ``--pairs`` active pairs at most (reproduction and transfers included).
+  With ``--full``, the run starts with ``--pairs`` pairs (the root world and validated mutants
+  of it, each with a fresh agent), so every iteration optimizes and scores that many pairs;
+  POET itself admits at most ``max_admitted`` child per ``reproduce_every`` iterations, so a run
+  from one pair only reaches 10 pairs after ~225 iterations, and only if its agents reach the
+  reproduction threshold.
 
 Example (the issue's figures):
     python benchmarks/poet_speed.py --pairs 10 --population 512
-    python benchmarks/poet_speed.py --pairs 10 --run-iterations 200
+    python benchmarks/poet_speed.py --pairs 10 --run-iterations 200 --full --skip-step
 """
 
 from __future__ import annotations
@@ -47,14 +52,46 @@ def _pairs(P: int, population: int, root: str):
     return policy, worlds, jobs
 
 
+def _start_pairs(run, n: int) -> None:
+    """Grow ``run`` (before its first iteration) to ``n`` pairs: validated mutants of its worlds,
+    each with a fresh agent (they were not admitted by the minimal criterion, so they never
+    count for ANNECS)."""
+    from autoworld.errors import AutoworldError
+    from autoworld.generator.mutate import mutate
+    from autoworld.poet.worlds import validate_world
+
+    seed = 0
+    while len(run.pairs) < n:
+        seed += 1
+        parent = run.pairs[seed % len(run.pairs)].world
+        try:
+            spec = mutate(run.worlds[parent].spec, 1000 + seed, strength=0.2)
+        except AutoworldError:
+            continue
+        if spec.content_hash in run.seen:
+            continue
+        run.seen.add(spec.content_hash)
+        entry, _ = validate_world(spec, run.cfg)
+        if entry is None:
+            continue
+        w = run._new_world_id()
+        run.worlds[w] = entry
+        run.lineage[w] = {"parent": parent, "iteration": 0, "name": spec.name}
+        theta = run.policy.init(1000 + seed)
+        run.pairs.append(run._pair(w, run._new_agent_id(), theta))
+
+
 def _measure(executor, worlds, jobs, population: int, iterations: int) -> dict:
     executor.es_steps(worlds, jobs, population, 1, 0.01)  # warm-up: engines, banks
     steps0 = executor.env_steps
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         executor.es_steps(worlds, jobs, population, 1, 0.01)
     wall = time.perf_counter() - start
+    # CPU seconds of this process: on a loaded machine, what the wall time would be on an idle
+    # one with the same number of threads busy
     return {"iterations_per_s": iterations / wall, "seconds_per_iteration": wall / iterations,
+            "cpu_s_per_iteration": (time.process_time() - cpu) / iterations,
             "env_steps_per_s": (executor.env_steps - steps0) / wall}
 
 
@@ -71,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="how the batched engine groups worlds (see envs/grid/bucketed.py)")
     ap.add_argument("--run-iterations", type=int, default=0,
                     help="also time a POET run of this many iterations (POET preset)")
+    ap.add_argument("--full", action="store_true",
+                    help="the timed run starts with --pairs pairs instead of one")
+    ap.add_argument("--skip-step", action="store_true",
+                    help="time only the run (no single-step batched/serial comparison)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
               "buckets": len({tuple(sorted({c.kind for f in (w.spec.transition,
                               w.spec.observation, w.spec.reward) for c in f}))
                               for w in worlds.values()}), **machine}
-    batched = _measure(LocalExecutor(policy, args.device, args.bucketing), worlds, jobs,
-                       args.population, args.iterations)
-    print(json.dumps({"bench": "batched", **common, **batched}), flush=True)
-    if not args.skip_serial:
+    if not args.skip_step:
+        batched = _measure(LocalExecutor(policy, args.device, args.bucketing), worlds, jobs,
+                           args.population, args.iterations)
+        print(json.dumps({"bench": "batched", **common, **batched}), flush=True)
+    if not args.skip_serial and not args.skip_step:
         serial = _measure(SerialExecutor(policy, args.device), worlds, jobs, args.population,
                           args.iterations)
         print(json.dumps({"bench": "serial", **common, **serial}), flush=True)
@@ -101,14 +143,29 @@ def main(argv: list[str] | None = None) -> None:
 
         cfg = PoetConfig(iterations=args.run_iterations, max_active=args.pairs,
                          population=args.population, device=args.device, gifs=False,
-                         tensorboard=False)
+                         tensorboard=False, bucketing=args.bucketing)
         with tempfile.TemporaryDirectory() as d:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             run = PoetRun(cfg, d)
-            run.run()
+            if args.full:
+                _start_pairs(run, args.pairs)
+            setup = time.perf_counter() - start
+            lines: list[dict] = []
+            run.run(lines.append)
             wall = time.perf_counter() - start
-            line = {"bench": "run", **common, "iterations": args.run_iterations,
-                    "wall_s": wall, "annecs": run.annecs.value,
+            walls = [m["wall_s"] for m in lines]
+            busy = [m["wall_s"] for m in lines if m["iteration"] > 0 and (
+                m["iteration"] % cfg.reproduce_every == 0
+                or m["iteration"] % cfg.transfer_every == 0)]
+            line = {"bench": "run", **common, "full": args.full,
+                    "iterations": args.run_iterations, "wall_s": wall, "setup_s": setup,
+                    "cpu_s": time.process_time() - cpu,
+                    "mean_iteration_s": sum(walls) / len(walls),
+                    "max_iteration_s": max(walls),
+                    "reproduce_transfer_iterations_s": sum(busy),
+                    "mean_active_pairs": sum(m["active_pairs"] for m in lines) / len(lines),
+                    "annecs": run.annecs.value, "admitted": run.counters["children_admitted"],
+                    "transfers": run.counters["transfers_accepted"],
                     "active_pairs": len(run.pairs), "env_steps": run.counters["env_steps"]}
             run.close()
         print(json.dumps(line), flush=True)

@@ -66,7 +66,7 @@ def _summary(run_dir: Path) -> None:
 @handle_errors
 def evolve(
     iterations: int | None = typer.Option(None, "--iterations", "-n", min=1,
-                                          help="POET iterations (quick preset: 40)."),
+                                          help="POET iterations (quick preset: 60; POET: 200)."),
     pairs: int | None = typer.Option(None, "--pairs", "-p", min=1,
                                      help="Cap on active pairs (quick preset: 6; POET: 20)."),
     seed: int = typer.Option(0, "--seed", "-s", min=0, help="Root seed."),

@@ -135,9 +135,16 @@ class RayExecutor:
         self.eval_chunk = eval_chunk
         self.threads = threads
         self.env_steps = 0
-        self._es = ray.remote(max_retries=max_retries)(_remote_es)
-        self._eval = ray.remote(max_retries=max_retries)(_remote_eval)
-        self._ppo = ray.remote(max_retries=max_retries)(_remote_ppo)
+        self.max_retries = max_retries
+        self._es = self.task(_remote_es)
+        self._eval = self.task(_remote_eval)
+        self._ppo = self.task(_remote_ppo)
+
+    def task(self, fn):
+        """``fn`` as a Ray task that is re-run (up to ``max_retries`` times) when the worker
+        running it dies; an exception raised by ``fn`` itself is a bug in the job and is not
+        retried (``retry_exceptions=False``): it would fail again the same way."""
+        return self.ray.remote(max_retries=self.max_retries, retry_exceptions=False)(fn)
 
     def ppo_steps(self, worlds, jobs, cfg):
         refs = [self._ppo.remote(self.policy_args, self.device, _subset(worlds, [j.world]), [j],

@@ -11,6 +11,8 @@ matrix products, so a whole population of perturbed agents in heterogeneous worl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -76,24 +78,44 @@ class PoetPolicy:
         out[:, : min(r, self.S), : min(c, self.S)] = image[:, : self.S, : self.S]
         return out
 
-    def unpack(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+    def unpack(self, params: torch.Tensor | Antithetic) -> dict[str, Any]:
         """The (R, D) rows as contiguous per-layer tensors (R, *shape); unpack once per rollout,
-        not once per step."""
+        not once per step. An ``Antithetic`` population keeps its first layer factored (centre
+        and noise apart, see ``Antithetic``); its other, small layers are materialized."""
+        if isinstance(params, Antithetic):
+            return params.unpack(self)
         return {name: self._part(params, name).contiguous() for name in self.shapes}
 
-    def logits(self, params: torch.Tensor | dict[str, torch.Tensor], symbols: torch.Tensor
+    def logits(self, params: torch.Tensor | dict[str, Any], symbols: torch.Tensor
                ) -> torch.Tensor:
         """Logits (R, N, 7) of parameter rows ``params`` ((R, D) or ``unpack``ed) on their own
         observations ``symbols`` (R, N, S, S) uint8."""
         p = params if isinstance(params, dict) else self.unpack(params.to(symbols.device))
         return torch.baddbmm(p["b2"][:, None], self._hidden(p, symbols), p["w2"])  # (R, N, 7)
 
-    def _hidden(self, p: dict[str, torch.Tensor], symbols: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, p: dict[str, Any], symbols: torch.Tensor) -> torch.Tensor:
         R, N = symbols.shape[:2]
+        K = p["embed"].shape[1]
+        # row r's symbol k is entry r*K + k of the flattened embeddings (one index_select is
+        # much faster than 2-d advanced indexing)
         idx = symbols.reshape(R, N * self.S * self.S).long()
-        x = p["embed"][torch.arange(R, device=idx.device)[:, None], idx]  # (R, N*S*S, E)
+        idx = idx + torch.arange(R, device=idx.device)[:, None] * K
+        x = p["embed"].reshape(R * K, self.E).index_select(0, idx.reshape(-1))
         x = x.reshape(R, N, self.S * self.S * self.E)
-        return torch.tanh(torch.baddbmm(p["b1"][:, None], x, p["w1"]))  # (R, N, H)
+        if "w1" in p:
+            return torch.tanh(torch.baddbmm(p["b1"][:, None], x, p["w1"]))  # (R, N, H)
+        # factored first layer: x (w_c + c e) = x w_c + c (x e); the two antithetic members of
+        # a noise vector (a "unit") share one product with it, so each noise vector is read once
+        # per step, and each job's centre once
+        coef = p["w1_coef"]  # (U, 2): +-sigma of the unit's two members
+        U, C = coef.shape[0], x.shape[-1]
+        xu = x.reshape(U, 2 * N, C)
+        noise = torch.bmm(xu, p["w1_eps"])  # (U, 2N, H)
+        noise = noise * coef.repeat_interleave(N, 1)[..., None]
+        centre = [xj.reshape(-1, C) @ p["w1_center"][j]  # one product per job with units
+                  for j, xj in enumerate(torch.split(xu, p["w1_split"])) if xj.shape[0]]
+        h = torch.cat(centre).reshape(U, 2 * N, self.H) + noise
+        return torch.tanh(h.reshape(R, N, self.H) + p["b1"][:, None])  # (R, N, H)
 
     def heads(self, params: dict[str, torch.Tensor], symbols: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +124,78 @@ class PoetPolicy:
         logits = torch.baddbmm(params["b2"][:, None], h, params["w2"])
         value = torch.baddbmm(params["bv"][:, None], h, params["wv"])[..., 0]
         return logits, value
+
+
+@dataclass
+class Antithetic:
+    """An ES population of ``J`` jobs without its (R, D) rows: row ``j * P + 2 i + s`` (P =
+    2 * half members per job) is ``center[j] + (-1)**s * sigma[j] * eps[j, i]``, the layout of
+    ``learners.es.antithetic_noise``. The POET policy's first layer holds almost all of its
+    weights and every member's differ, so its forward pass reads them from memory at every env
+    step; keeping centre and noise apart lets both members of an antithetic pair share one read
+    of ``eps[j, i]``, and the centre is read once per job."""
+
+    center: torch.Tensor  # (J, D)
+    eps: torch.Tensor  # (J, half, D)
+    sigma: torch.Tensor  # (J,)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(R, D) of the rows it stands for."""
+        J, half, D = self.eps.shape
+        return (J * 2 * half, D)
+
+    def to(self, device: torch.device | str) -> Antithetic:
+        return Antithetic(self.center.to(device), self.eps.to(device), self.sigma.to(device))
+
+    def rows(self) -> torch.Tensor:
+        """The (R, D) rows, materialized (for tests and small populations)."""
+        sign = torch.tensor([1.0, -1.0], device=self.eps.device)
+        coef = self.sigma[:, None, None, None] * sign[None, None, :, None]  # (J, 1, 2, 1)
+        rows = self.center[:, None, None] + coef * self.eps[:, :, None]  # (J, half, 2, D)
+        return rows.reshape(self.shape)
+
+    def unit_job(self) -> torch.Tensor:
+        """(U,) the job of each unit (antithetic pair of rows 2u, 2u+1)."""
+        J, half, _ = self.eps.shape
+        return torch.arange(J, device=self.eps.device).repeat_interleave(half)
+
+    def unpack(self, policy: PoetPolicy) -> dict[str, Any]:
+        J, half, _ = self.eps.shape
+        sign = torch.tensor([1.0, -1.0], device=self.eps.device)
+        coef = self.sigma[:, None, None] * sign[None, None, :]  # (J, 1, 2)
+        out: dict[str, Any] = {}
+        for name, shape in policy.shapes.items():
+            a, b = policy.offsets[name]
+            if name == "w1":
+                out["w1_center"] = self.center[:, a:b].reshape(J, *shape).contiguous()
+                # a view (each noise vector's block is contiguous): bmm reads it in place
+                out["w1_eps"] = self.eps[:, :, a:b].reshape(J * half, *shape)
+                out["w1_coef"] = coef.expand(J, half, 2).reshape(J * half, 2)
+                out["w1_split"] = [half] * J  # units per job, in job order
+                continue
+            part = self.center[:, None, None, a:b] + coef[..., None] * self.eps[:, :, None, a:b]
+            out[name] = part.reshape(J * 2 * half, *shape).contiguous()
+        return out
+
+
+def take_units(params: dict[str, Any], units: torch.Tensor, group: int, job: torch.Tensor
+               ) -> dict[str, Any]:
+    """The ``unpack``ed parameters restricted to ``units`` (sorted (U',) indices; a unit is
+    ``group`` consecutive rows: 2 for an ``Antithetic`` population, else 1); ``job`` (U,) is
+    the job of every unit."""
+    rows = (units[:, None] * group + torch.arange(group, device=units.device)).reshape(-1)
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k == "w1_center":
+            out[k] = v
+        elif k == "w1_split":
+            out[k] = torch.bincount(job[units], minlength=len(v)).tolist()
+        elif k.startswith("w1_"):
+            out[k] = v.index_select(0, units)
+        else:
+            out[k] = v.index_select(0, rows)
+    return out
 
 
 def sample_actions(logits: torch.Tensor, keys: torch.Tensor, t: int) -> torch.Tensor:

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from autoworld import rng
-from autoworld.learners.es import Adam, antithetic_noise, es_gradient
+from autoworld.learners.es import Adam
+from autoworld.learners.soe import centred_ranks
 from autoworld.poet.config import PoetError
-from autoworld.poet.policy import PoetPolicy, sample_actions
+from autoworld.poet.policy import Antithetic, PoetPolicy, sample_actions, take_units
 
 try:  # the bucketed builder groups worlds by component set; GridEngine is the fallback
     from autoworld.envs.grid.bucketed import make_engine
@@ -119,15 +120,16 @@ class RolloutEngine:
         return eng
 
     @torch.no_grad()
-    def returns(self, worlds: dict[str, WorldEntry], row_world: list[str], params: torch.Tensor,
-                episodes: int, level_ids: torch.Tensor, env_keys: torch.Tensor, split: str,
-                bank_size: int | None = None, greedy: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def returns(self, worlds: dict[str, WorldEntry], row_world: list[str],
+                params: torch.Tensor | Antithetic, episodes: int, level_ids: torch.Tensor,
+                env_keys: torch.Tensor, split: str, bank_size: int | None = None,
+                greedy: torch.Tensor | None = None) -> torch.Tensor:
         """Undiscounted return of each env's first episode, (R, E) float64.
 
-        ``params`` (R, D); ``row_world`` the world key of each row; ``level_ids`` and
-        ``env_keys`` (R*E,) the level (index in its world's bank) and random key of each env;
-        ``greedy`` (R,) bool: rows that act by argmax instead of sampling.
+        ``params`` (R, D), or an ``Antithetic`` ES population standing for them;
+        ``row_world`` the world key of each row; ``level_ids`` and ``env_keys`` (R*E,) the level
+        (index in its world's bank) and random key of each env; ``greedy`` (R,) bool: rows that
+        act by argmax instead of sampling.
         """
         R, E = params.shape[0], int(episodes)
         keys = sorted(set(row_world))
@@ -141,13 +143,28 @@ class RolloutEngine:
         N = R * E
         total = torch.zeros(N, dtype=torch.float64, device=self.device)
         alive = torch.ones(N, dtype=torch.bool, device=self.device)
-        params = self.policy.unpack(params.to(self.device))
+        # a unit is the rows that share weights in memory (an antithetic pair, or one row);
+        # units whose episodes all ended stop being computed (see _shrink)
+        group = 2 if isinstance(params, Antithetic) else 1
+        U = R // group
+        unit_job = (params.unit_job() if isinstance(params, Antithetic)
+                    else torch.arange(R)).to(self.device)
+        full = self.policy.unpack(params.to(self.device))
+        p, keep = full, None  # keep: (U',) computed units, None: all
         argmax_rows = None
         if greedy is not None and bool(greedy.any()):
             argmax_rows = greedy.to(self.device).repeat_interleave(E)  # (N,)
+        S = self.policy.S
         for t in range(max_steps):
-            sym = self.policy.fit_view(obs["image"]).reshape(R, E, self.policy.S, self.policy.S)
-            logits = self.policy.logits(params, sym).reshape(N, -1)
+            sym = self.policy.fit_view(obs["image"])  # (N, S, S)
+            if keep is None:
+                logits = self.policy.logits(p, sym.reshape(R, E, S, S)).reshape(N, -1)
+            else:
+                sub = sym.reshape(U, group * E, S, S).index_select(0, keep)
+                sub = self.policy.logits(p, sub.reshape(-1, E, S, S))
+                logits = torch.zeros(U, group * E, sub.shape[-1], device=self.device)
+                logits[keep] = sub.reshape(keep.numel(), group * E, -1)
+                logits = logits.reshape(N, -1)  # ended units: any action, reward is masked
             act = sample_actions(logits, env_keys, t)
             if argmax_rows is not None:
                 act = torch.where(argmax_rows, logits.argmax(-1), act)
@@ -155,9 +172,31 @@ class RolloutEngine:
             total += torch.where(alive, reward.double(), 0.0)
             self.env_steps += N
             alive &= ~(terminated | truncated)
-            if t % 8 == 7 and not bool(alive.any()):
-                break
+            if t % 8 == 7:
+                if not bool(alive.any()):
+                    break
+                shrunk = _shrink(alive.reshape(U, group * E).any(1), keep, unit_job)
+                if shrunk is not None:
+                    keep = shrunk
+                    p = take_units(full, keep, group, unit_job)
         return total.reshape(R, E).cpu()
+
+
+def _shrink(live: torch.Tensor, keep: torch.Tensor | None, unit_job: torch.Tensor
+            ) -> torch.Tensor | None:
+    """The units to compute from now on, or None to keep ``keep``: a job drops its ended
+    units once at most half of its computed units are still running. Decided per job from that
+    job's own episodes, so a job's rollout (and its float rounding) does not depend on the other
+    jobs of the call."""
+    kept = torch.zeros_like(live)
+    kept[keep if keep is not None else slice(None)] = True
+    J = int(unit_job.max()) + 1
+    n_kept = torch.bincount(unit_job[kept], minlength=J)
+    n_live = torch.bincount(unit_job[kept & live], minlength=J)
+    shrink = (n_live * 2 <= n_kept) & (n_live < n_kept)  # (J,)
+    if not bool(shrink.any()):
+        return None
+    return (kept & (live | ~shrink[unit_job])).nonzero()[:, 0]
 
 
 _UNREAD_OUTPUTS = ("rgb", "text")
@@ -191,9 +230,11 @@ def bank_size(jobs: list[EsJob]) -> int:
     return sizes.pop()
 
 
-def es_noise(job: EsJob, half: int) -> torch.Tensor:
+def es_noise(job: EsJob, half: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(half, D) noise vectors eps_i of a job's antithetic population (members +eps_i and
+    -eps_i), drawn from the job's seed; written into ``out`` when given."""
     gen = torch.Generator().manual_seed(rng.derive_seed(job.seed, "noise") & 0x7FFFFFFFFFFFFFFF)
-    return antithetic_noise(half, job.theta.numel(), gen)
+    return torch.randn(half, job.theta.numel(), generator=gen, out=out)
 
 
 def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: list[EsJob],
@@ -202,17 +243,17 @@ def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: lis
 
     Every member of a job's population plays the same ``episodes`` levels with the same random
     keys (common random numbers); the fitness of a member is its mean return over them; the
-    gradient is the centred-rank estimate minus ``l2 * theta``, applied with Adam.
+    gradient is the centred-rank estimate minus ``l2 * theta``, applied with Adam. The
+    population is never materialized as (J * P, D) rows (see ``policy.Antithetic``).
     """
     if not jobs:
         return []
     half = population // 2
     train_levels = bank_size(jobs)
-    noises, rows, row_world, levels, keys = [], [], [], [], []
-    for job in jobs:
-        noise = es_noise(job, half)  # (P, D)
-        noises.append(noise)
-        rows.append(job.theta[None] + job.sigma * noise)
+    eps = torch.empty(len(jobs), half, jobs[0].theta.numel())  # (J, half, D)
+    row_world, levels, keys = [], [], []
+    for i, job in enumerate(jobs):
+        es_noise(job, half, out=eps[i])
         row_world += [job.world] * population
         # common random numbers: every member plays the same levels with the same env keys and
         # action noise, so fitness differences come from the weights, not from luck
@@ -222,19 +263,30 @@ def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: lis
         keys.append(_job_keys(rng.derive_seed(job.seed, "rollout"), episodes).repeat(population))
     start = runner.env_steps
     greedy = torch.tensor([j.greedy for j in jobs]).repeat_interleave(population)
-    ret = runner.returns(worlds, row_world, torch.cat(rows), episodes, torch.cat(levels),
+    rows = Antithetic(torch.stack([j.theta for j in jobs]), eps,
+                      torch.tensor([float(j.sigma) for j in jobs]))  # the (J * P, D) rows
+    ret = runner.returns(worlds, row_world, rows, episodes, torch.cat(levels),
                          torch.cat(keys), "train", bank_size=train_levels, greedy=greedy)
     spent = runner.env_steps - start
     out = []
-    for i, (job, noise) in enumerate(zip(jobs, noises, strict=True)):
-        fitness = ret[i * population:(i + 1) * population].mean(1)  # (P,)
-        grad = es_gradient(noise, fitness, job.sigma).float() - l2 * job.theta
+    for i, job in enumerate(jobs):
+        fitness = ret[i * population:(i + 1) * population].mean(1)  # (P,): +eps_0, -eps_0, ...
+        grad = antithetic_gradient(eps[i], fitness, job.sigma) - l2 * job.theta
         adam = Adam(job.theta.numel(), job.lr)
         adam.m, adam.v, adam.t = job.m.clone(), job.v.clone(), job.t
         theta = job.theta + adam.step(grad)
         out.append(EsResult(job.agent, theta, adam.m, adam.v, adam.t, float(fitness.mean()),
                             spent // len(jobs)))
     return out
+
+
+def antithetic_gradient(eps: torch.Tensor, fitness: torch.Tensor, sigma: float
+                        ) -> torch.Tensor:
+    """``learners.es.es_gradient`` for the antithetic population of ``eps`` (half, D) with
+    fitness (P,) in member order (+eps_0, -eps_0, +eps_1, ...): the centred-rank estimate
+    sum_i (shaped(+eps_i) - shaped(-eps_i)) eps_i / (P sigma), without the (P, D) noise."""
+    shaped = centred_ranks(fitness).reshape(-1, 2)
+    return ((shaped[:, 0] - shaped[:, 1]).to(eps.dtype) @ eps) / (fitness.numel() * sigma)
 
 
 # ====================================================================== scoring

@@ -52,3 +52,20 @@ def test_bad_options_are_one_clear_error(app, tmp_path):
     assert r.exit_code == 2 and "population" in r.output
     r = CliRunner().invoke(app, ["evolve", "--report", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "metrics.jsonl" in r.output
+
+
+@pytest.mark.slow
+def test_default_run_finds_and_solves_new_worlds(app, tmp_path):
+    """`autoworld evolve` with no options (quick preset, seed 0; ~2 CPU-minutes) admits children,
+    solves at least one of them (ANNECS counts only admitted children, scored on their
+    validation levels against the 0.9 threshold) and accepts transfers."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["evolve", "--run-dir", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["iteration"] == 59
+    assert last["annecs"] >= 1 and last["transfers_total"] >= 1
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    solved = {e["world"] for e in events if e["event"] == "solved"}
+    admitted = {e["world"] for e in events if e["event"] == "admitted"}
+    assert solved and solved <= admitted and "w0000" not in solved

@@ -1,4 +1,5 @@
-"""The Ray backend on a local Ray instance (2 CPUs) returns exactly what the local one does."""
+"""The Ray backend on a local Ray instance (2 CPUs) returns exactly what the local one does,
+and still does when a worker process dies in the middle of a task (the task is retried)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,53 @@ def test_ray_backend_matches_local(tmp_path):
     finally:
         ex.close()
         assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_ray_backend_survives_a_worker_dying(tmp_path):
+    """The first attempt of every ES and scoring task kills its worker process (``os._exit``
+    after leaving a marker file); Ray re-runs the tasks on fresh workers and the results equal
+    the local backend's."""
+    ray = pytest.importorskip("ray")
+    from autoworld.poet import executor as executor_mod
+
+    policy = PoetPolicy(11, 2, 8)
+    worlds = _worlds()
+    local = _run(LocalExecutor(policy), worlds, policy)
+    marks = tmp_path / "attempts"
+    marks.mkdir()
+
+    def dying(fn):
+        def task(*args):
+            import os
+            import uuid
+
+            # each first attempt of a job kills its worker; the retry finds the marker
+            job = fn.__name__ + "-" + "-".join(j.agent for j in args[3])
+            if not (marks / job).exists():
+                (marks / job).write_text(str(os.getpid()))
+                os._exit(1)
+            (marks / f"{job}.retry-{uuid.uuid4().hex}").write_text(str(os.getpid()))
+            return fn(*args)
+
+        return task
+
+    ex = make_executor("ray", policy, num_cpus=2)
+    try:
+        assert ex.max_retries >= 1
+        ex._es = ex.task(dying(executor_mod._remote_es))
+        ex._eval = ex.task(dying(executor_mod._remote_eval))
+        _same(local, _run(ex, worlds, policy))
+    finally:
+        ex.close()
+    killed = [p for p in marks.iterdir() if ".retry-" not in p.name]
+    retried = [p for p in marks.iterdir() if ".retry-" in p.name]
+    # 3 ES tasks (one per pair) and 1 scoring chunk, each killed once and re-run once
+    assert len(killed) == 4 and len(retried) == 4
+    for k in killed:  # the retry ran in another process than the one that died
+        (r,) = [p for p in retried if p.name.startswith(k.name + ".retry-")]
+        assert r.read_text() != k.read_text()
+    assert not ray.is_initialized()
 
 
 def test_ppo_steps_are_batched_without_mixing_pairs():

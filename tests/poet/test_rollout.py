@@ -1,0 +1,90 @@
+"""The batched ES step's shortcuts change speed, not results: the factored antithetic
+population equals its materialized rows, the gradient equals the learner's ES estimate, and
+dropping ended episodes from the forward pass leaves every return unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autoworld.envs.catalogue import load_world
+from autoworld.learners.es import antithetic_noise, es_gradient
+from autoworld.poet import rollout
+from autoworld.poet.policy import Antithetic, PoetPolicy, take_units
+from autoworld.poet.rollout import RolloutEngine, WorldEntry, antithetic_gradient
+
+
+def _population(policy: PoetPolicy, J: int = 3, half: int = 4) -> Antithetic:
+    center = torch.stack([policy.init(j) for j in range(J)])
+    eps = torch.stack([torch.randn(half, policy.dim, generator=torch.Generator().manual_seed(j))
+                       for j in range(J)])
+    return Antithetic(center, eps, torch.tensor([0.1, 0.2, 0.05][:J]))
+
+
+def test_antithetic_rows_follow_the_learner_layout():
+    policy = PoetPolicy(7, 2, 8)
+    pop = _population(policy)
+    rows = pop.rows()
+    for j in range(3):
+        noise = antithetic_noise(4, policy.dim, torch.Generator().manual_seed(j))
+        torch.testing.assert_close(rows[j * 8:(j + 1) * 8], pop.center[j] + pop.sigma[j] * noise)
+
+
+@pytest.mark.parametrize("episodes", [1, 3])
+def test_factored_forward_equals_materialized_rows(episodes):
+    policy = PoetPolicy(7, 2, 8)
+    pop = _population(policy)
+    sym = torch.randint(0, 12, (pop.shape[0], episodes, 7, 7), dtype=torch.uint8)
+    want = policy.logits(policy.unpack(pop.rows()), sym)
+    got = policy.logits(policy.unpack(pop), sym)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # a subset of units (rows 2u, 2u+1), jobs with no unit left included
+    units = torch.tensor([0, 3, 9])  # jobs 0, 0, 2 (job 1 has none)
+    sub = take_units(policy.unpack(pop), units, 2, pop.unit_job())
+    assert sub["w1_split"] == [2, 0, 1]
+    rows = (units[:, None] * 2 + torch.arange(2)).reshape(-1)
+    torch.testing.assert_close(policy.logits(sub, sym[rows]), want[rows], rtol=1e-5, atol=1e-5)
+
+
+def test_antithetic_gradient_equals_es_gradient():
+    gen = torch.Generator().manual_seed(1)
+    noise = antithetic_noise(16, 9, gen)
+    fitness = torch.randn(32, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(antithetic_gradient(noise[0::2].contiguous(), fitness, 0.1),
+                               es_gradient(noise, fitness, 0.1).float())
+
+
+def test_shrink_is_decided_per_job():
+    job = torch.tensor([0, 0, 0, 0, 1, 1])
+    live = torch.tensor([True, False, False, False, True, True])
+    assert rollout._shrink(live, None, job).tolist() == [0, 4, 5]  # job 0: 1 of 4 running
+    live = torch.tensor([True, True, True, False, True, True])
+    assert rollout._shrink(live, None, job) is None  # 3 of 4 and 2 of 2: not yet
+    live = torch.tensor([True, True, True, False, True, False])
+    assert rollout._shrink(live, None, job).tolist() == [0, 1, 2, 3, 4]  # job 1: 1 of 2
+    keep = torch.tensor([0, 1, 2, 3, 4])  # ended units already dropped stay dropped
+    assert rollout._shrink(live, keep, job) is None
+
+
+def test_dropping_ended_episodes_keeps_every_return(monkeypatch):
+    spec = load_world("Empty-6x6")
+    worlds = {"w": WorldEntry(spec, [], [])}
+    policy = PoetPolicy(11, 2, 8)
+    pop = _population(policy, J=2, half=16)
+    R, E = pop.shape[0], 2
+    levels = torch.arange(R * E) % 8
+    keys = torch.arange(R * E, dtype=torch.long) * 7919 + 1
+
+    def run(params):
+        return RolloutEngine(policy).returns(worlds, ["w"] * R, params, E, levels, keys,
+                                             "train", bank_size=8)
+
+    calls = []
+    take = rollout.take_units
+    monkeypatch.setattr(rollout, "take_units", lambda *a: calls.append(1) or take(*a))
+    dropped = run(pop), run(pop.rows())
+    assert calls  # episodes did end and units were dropped
+    monkeypatch.setattr(rollout, "_shrink", lambda *a: None)
+    kept = run(pop), run(pop.rows())
+    assert (dropped[0] != 0).any()  # some episodes reach the goal
+    assert torch.equal(dropped[0], kept[0]) and torch.equal(dropped[1], kept[1])
