@@ -31,7 +31,8 @@ from autoworld.envs.arm.spec import TASKS, arm_world
 
 def machine() -> dict:
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_avg_1m": round(os.getloadavg()[0], 2)}  # shared machines: say how busy
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

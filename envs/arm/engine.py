@@ -7,6 +7,11 @@ episodes that end are reset in the same step (``info["final_obs"]`` holds their 
 observation). Randomness is counter-based (``autoworld.rng``): a run is a pure function of the
 seed.
 
+Layout: the step computes batch-last, per-joint tensors (N_MAX, B), points (2, N_MAX+1, B) and
+vectors (2, B), so that every elementwise operation runs over long contiguous rows; the state's
+fields keep their batch-first shapes as views of that storage. Only the observation is written
+batch-first (contiguous). On the CPU a reset touches only the envs whose episode ended.
+
 Example:
     >>> from autoworld.envs.arm.spec import arm_world
     >>> eng = ArmEngine([arm_world("reach", "arm2"), arm_world("push", "arm7")], num_envs=4)
@@ -27,8 +32,10 @@ import torch
 from autoworld.envs.arm import scene as scene_mod
 from autoworld.envs.arm.embodiment import N_MAX
 from autoworld.envs.arm.kinematics import (
+    batch_last,
     forward_kinematics,
-    ik_step,
+    forward_kinematics_bl,
+    ik_step_bl,
     jacobian_from_points,
     padded,
 )
@@ -50,7 +57,8 @@ SPILL_TOLERANCE = 1.1  # the slow phase allows 10% over slow_speed (IK tracking 
 
 @dataclass
 class ArmState:
-    """The batched state (leading dim B)."""
+    """The batched state (leading dim B). The engine stores every field batch-last and hands
+    out batch-first views (``kinematics.batch_last``); any layout may be assigned."""
 
     q: torch.Tensor  # (B, N_MAX) joint angles
     pts: torch.Tensor  # (B, N_MAX+1, 2) joint points of q (cached forward kinematics)
@@ -85,6 +93,17 @@ def _task_masks(task: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+
+def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Distances ``(R,)`` between batch-last points ``a`` and ``b`` (2, R)."""
+    return _norm0(a - b)
+
+
+def _norm0(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over dim 0 (``linalg.vector_norm(v, dim=0)`` reduces an outer dim far
+    more slowly on the CPU than this sum of squares)."""
+    return (v * v).sum(0).sqrt()
 
 
 class ArmEngine:
@@ -147,6 +166,8 @@ class ArmEngine:
         self._build_tables()
         self._build_bank()
         self._step_fn = torch.compile(self._step_impl) if compile else self._step_impl
+        # eager CPU: a reset touches only the envs whose episode ended (see _new_episode)
+        self._sparse_reset = self.device.type == "cpu" and not compile
         self.seed = int(seed)
         self.state = self._fresh_state()
         self.reset(seed=self.seed)
@@ -190,7 +211,7 @@ class ArmEngine:
             }.items():
                 put(k, v)
         ids = self.world_ids
-        dev = self.device
+        B, dev = self.num_envs, self.device
         self.pw: dict[str, torch.Tensor] = {}  # per world (W, ...)
         for k, vals in rows.items():
             if isinstance(vals[0], torch.Tensor):
@@ -210,26 +231,34 @@ class ArmEngine:
         self._ctx = self._obs_context(p)
         self.joint_desc = p["desc"]  # (B, N_MAX, JOINT_DESC_DIM)
         self.joint_mask = p["mask"]  # (B, N_MAX) bool
+        # batch-last per-joint constants of the step, (N_MAX, B) each
+        self.p_bl = {k: batch_last(p[k]).contiguous() for k in ("links", "lo", "hi", "vel")}
+        self.p_bl["maskf"] = batch_last(p["mask"]).float().contiguous()
+        self.p_bl["vel_masked"] = self.p_bl["vel"] * self.p_bl["maskf"]
+        self.p_bl["lam2"] = p["damping"] * p["damping"]  # (B,)
+        self.p_bl["zero"] = torch.zeros(B, device=dev)
+        self._wipe_grid = batch_last(scene_mod.wipe_cells(torch.zeros(1, 2, device=dev),
+                                                          torch.ones(1, device=dev)))  # (2,9,1)
 
     def _fresh_state(self) -> ArmState:
         B, dev = self.num_envs, self.device
-        z2 = torch.zeros(B, 2, device=dev)
-        zb = torch.zeros(B, dtype=torch.bool, device=dev)
-        zl = torch.zeros(B, dtype=torch.long, device=dev)
-        zf = torch.zeros(B, device=dev)
-        q = torch.zeros(B, N_MAX, device=dev)
-        return ArmState(q=q, pts=self.forward_kinematics(q), dq=q.clone(), magnet=zb,
-                        goal=z2, aux=z2, aux_r=zf, half=zf, disk=z2, held=zb, via_done=zb,
-                        phase=zl, count=zl,
-                        cover=torch.zeros(B, 9, dtype=torch.bool, device=dev),
-                        distract=torch.zeros(B, scene_mod.D_MAX, 2, device=dev),
-                        n_distract=zl, start_ee=z2, phi=zf, t=zl, ep=zl, key=zl, scene_key=zl)
+
+        def z(*shape, dtype=torch.float32):  # batch-first view of batch-last storage
+            return batch_last(torch.zeros(*reversed(shape), B, dtype=dtype, device=dev))
+
+        zb, zl = z(dtype=torch.bool), z(dtype=torch.long)
+        q = z(N_MAX)
+        return ArmState(q=q, pts=self.forward_kinematics(q), dq=z(N_MAX), magnet=zb,
+                        goal=z(2), aux=z(2), aux_r=z(), half=z(), disk=z(2), held=zb,
+                        via_done=zb, phase=zl, count=zl, cover=z(9, dtype=torch.bool),
+                        distract=z(scene_mod.D_MAX, 2), n_distract=zl, start_ee=z(2), phi=z(),
+                        t=zl, ep=zl, key=zl, scene_key=zl)
 
     # ------------------------------------------------------------------ kinematics
     def forward_kinematics(self, q: torch.Tensor) -> torch.Tensor:
         """Joint points ``(B, N_MAX+1, 2)`` of configurations ``q`` (B, N_MAX) of each env's
-        arm; point 0 is the base, the last the end-effector."""
-        return forward_kinematics(q, self.p["links"])
+        arm; point 0 is the base, the last the end-effector (a view of batch-last storage)."""
+        return batch_last(forward_kinematics_bl(batch_last(q), self.p_bl["links"]))
 
     def jacobian(self, q: torch.Tensor) -> torch.Tensor:
         """End-effector Jacobian ``(B, 2, N_MAX)`` of each env's arm (zero padded columns)."""
@@ -253,6 +282,7 @@ class ArmEngine:
             cols.append(flat.to(torch.float32))
             start += flat.shape[1]
         self._packed = torch.cat(cols, 1)  # (W*S, F) float32
+        self._reset_plan()
 
     def _world_bank(self, w: int) -> dict[str, torch.Tensor]:
         key = (self.worlds[w].content_hash(), self.split, self.bank_size, str(self.device))
@@ -286,9 +316,10 @@ class ArmEngine:
                                                              device=self.device),
                        phi=torch.zeros(S, device=self.device), t=zl, ep=zl, key=zl,
                        scene_key=index)
-        bank["phi"] = self._potential(tmp, is_, pw, {self.worlds[w].task})
+        present = {self.worlds[w].task}
+        bank["phi"] = self._potential(tmp, is_, pw, present)
         bank["scene_key"] = index
-        js, ee, task = self._observe_parts(tmp, self._obs_context(pw))
+        js, ee, task = self._observe_parts(tmp, self._obs_context(pw), present)
         bank.update({"obs_joint_state": js, "obs_ee": ee, "obs_task": task})
         bank = {k: v.contiguous() for k, v in bank.items()}
         if len(_BANK_CACHE) >= BANK_CACHE_SIZE:
@@ -296,30 +327,77 @@ class ArmEngine:
         _BANK_CACHE[key] = bank
         return bank
 
-    def _new_episode(self, s: ArmState, mask: torch.Tensor | None) -> None:
+    def _reset_plan(self) -> None:
+        """Which fields a reset writes. A field that stays at its initial zero for every task
+        in the batch (``aux`` without via / obstacle / pour tasks, ``disk`` without disk tasks,
+        the flags and counters of absent tasks) needs no reset."""
+        present = self.tasks_present
+        skip = set()
+        if not present & {"via_point", "reach_around", "dwell_slow"}:
+            skip.add("aux")
+        if not present & {"push", "pick_place"}:
+            skip.add("disk")
+        for task, names in (("pick_place", ("held",)), ("via_point", ("via_done",)),
+                            ("dwell_slow", ("phase", "count")), ("wipe", ("cover",))):
+            if task not in present:
+                skip.update(names)
+        self._reset_fields = [f for f in self._layout if f[0] not in skip]
+        self._fresh_fields = [k for k in _FRESH if k not in skip]
+        # fields every step rebinds to a tensor of its own: a reset inside the step may write
+        # them in place (nothing outside the engine holds them yet)
+        self._step_fields = {"q", "pts", "dq", "phi", "t", "magnet", "disk", "held",
+                             "via_done", "phase", "count", "cover"}
+
+    def _new_episode(self, s: ArmState, mask: torch.Tensor | None,
+                     in_step: bool = False) -> None:
         """Draw the next scene of each env's stream from its world's bank and merge it into
-        ``s`` where ``mask`` (all envs when None)."""
-        idx = self._bank_offset + randint(s.key, s.ep, 0xC0FFEE, self.bank_size)  # (B,)
-        rows = self._packed.index_select(0, idx)  # (B, F)
+        ``s`` where ``mask`` (all envs when None); ``self._first_obs`` is then ``(idx, obs)``:
+        the first observation of the fresh episodes (rows ``idx``, or all rows when ``idx`` is
+        None), or None when no episode started.
+
+        On the CPU (eager) only the envs that start an episode are touched (their indices are
+        read on the host, which costs nothing there); elsewhere every field is merged with a
+        mask, so the step never synchronises with the host. Fields are never written in place
+        unless ``in_step`` and the step made them (tensors handed out stay as they were)."""
+        idx = None
+        key, ep, offset = s.key, s.ep, self._bank_offset
+        if mask is not None and self._sparse_reset:
+            idx = mask.nonzero().squeeze(1)  # (n,)
+            if idx.numel() == 0:
+                self._first_obs = None
+                return
+            key, ep, offset = key[idx], ep[idx], offset[idx]
+        rows = self._packed.index_select(0, offset + randint(key, ep, 0xC0FFEE,
+                                                             self.bank_size))  # (n, F)
         first_obs = {}
-        for k, a, b, shape, dtype in self._layout:
+        inplace = self._step_fields if in_step else ()
+        for k, a, b, shape, dtype in self._reset_fields:
             new = rows[:, a:b].view(-1, *shape)
             if dtype != torch.float32:
                 new = new.to(dtype)
             if k.startswith("obs_"):
                 first_obs[k[4:]] = new
                 continue
-            setattr(s, k, new if mask is None else _where(mask, new, getattr(s, k)))
-        self._first_obs = first_obs  # observation of the fresh episodes (B rows)
-        if mask is None:
-            for k in _FRESH:
-                setattr(s, k, torch.zeros_like(getattr(s, k)))
-        else:
-            for k in _FRESH:
-                cur = getattr(s, k)
-                setattr(s, k, torch.where(mask.view(-1, *([1] * (cur.dim() - 1))),
-                                          torch.zeros((), dtype=cur.dtype, device=cur.device),
-                                          cur))
+            new = batch_last(new)
+            if mask is None:
+                merged = new.contiguous()
+            elif idx is not None:
+                old = batch_last(getattr(s, k))
+                merged = old.index_copy_(-1, idx, new) if k in inplace \
+                    else old.index_copy(-1, idx, new)
+            else:
+                merged = torch.where(mask, new, batch_last(getattr(s, k)))
+            setattr(s, k, batch_last(merged))
+        self._first_obs = (idx, first_obs)
+        for k in self._fresh_fields:
+            cur = batch_last(getattr(s, k))
+            if mask is None:
+                cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)
+            elif idx is not None:
+                cur = cur.index_fill_(-1, idx, 0) if k in inplace else cur.index_fill(-1, idx, 0)
+            else:
+                cur = torch.where(mask, torch.zeros((), dtype=cur.dtype, device=cur.device), cur)
+            setattr(s, k, batch_last(cur))
 
     def reset(self, seed: int | None = None,
               mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -343,51 +421,75 @@ class ArmEngine:
     def observe(self, s: ArmState | None = None) -> dict[str, torch.Tensor]:
         """The observation dict of state ``s`` (default: the current state)."""
         s = self.state if s is None else s
-        joint_state, ee, task = self._observe_parts(s, self._ctx)
+        joint_state, ee, task = self._observe_parts(s, self._ctx, self.tasks_present)
         obs = {"joint_state": joint_state, "joint_desc": self.joint_desc,
                "joint_mask": self.joint_mask, "ee": ee, "task": task}
         if self.obs_velocity:
-            obs["joint_vel"] = s.dq / self.p["vel"]
+            obs["joint_vel"] = (batch_last(s.dq) / self.p_bl["vel"]).t().contiguous()
         return obs
 
     def _obs_context(self, p: dict[str, torch.Tensor]) -> dict:
-        """Per-row constants the observation needs (per env, or per bank scene)."""
+        """Per-row constants the observation needs (per env, or per bank scene), batch-last."""
         is_ = _task_masks(p["task"])
         rng = (p["hi"] - p["lo"]).clamp(min=1e-6)
         mask = p["mask"]
+        qscale = torch.where(mask, 2.0 / rng, torch.zeros_like(rng))
+        qoff = torch.where(mask, -p["lo"] * qscale - 1.0, torch.zeros_like(rng))
+
+        def bl(x):
+            return batch_last(x).contiguous()
+
         return {
-            "lo": p["lo"], "mask": mask, "maskf": mask.float(),
-            "qscale": torch.where(mask, 2.0 / rng, torch.zeros_like(rng)),
-            "onehot": torch.nn.functional.one_hot(p["task"], NUM_TASKS).float(),
-            "disk": (is_["push"] | is_["pick_place"])[:, None],
+            "maskf": bl(mask.float()), "qscale": bl(qscale), "qoff": bl(qoff),
+            "onehot": bl(torch.nn.functional.one_hot(p["task"], NUM_TASKS).float()),
+            "disk": is_["push"] | is_["pick_place"],
             "around": is_["reach_around"], "wipe": is_["wipe"],
             "slow_ratio": torch.where(is_["dwell_slow"], p["slow"] / p["max_ee_step"],
                                       torch.zeros_like(p["slow"])),
             "goal_r": p["goal_r"], "dwell_steps": p["dwell_steps"].float(),
+            "zero": torch.zeros_like(p["goal_r"]),
         }
 
-    def _observe_parts(self, s: ArmState, c: dict) -> tuple[torch.Tensor, ...]:
-        """joint_state (R, N_MAX, 3), ee (R, 3) and task features (R, TASK_DIM).
+    def _observe_parts(self, s: ArmState, c: dict,
+                       present: set[str]) -> tuple[torch.Tensor, ...]:
+        """joint_state (R, N_MAX, 3), ee (R, 3) and task features (R, TASK_DIM), contiguous.
 
         Task features: one-hot task (7), goal xy, aux xy (via point, disk, obstacle centre or
         pour point), size (obstacle radius, wipe half side or goal radius), then flags: via
         reached / disk held / dwell progress / wiped fraction; slow phase / wiped fraction of
-        row 0; slow speed over max ee step / row 1; row 2."""
+        row 0; slow speed over max ee step / row 1; row 2. Only the features of the tasks
+        ``present`` are computed (the others are zero)."""
+        q = batch_last(s.q)  # (N_MAX, R)
+        R = q.shape[1]
         m = c["maskf"]
-        qn = ((s.q - c["lo"]) * c["qscale"] - 1.0) * m
-        joint_state = torch.stack((s.q.sin() * m, s.q.cos() * m, qn), -1)
-        ee = torch.cat((s.pts[:, -1], s.magnet.float()[:, None]), 1)
-        cov = s.cover.float()
-        rows = cov.view(-1, 3, 3).mean(2)
-        prog = torch.where(s.phase >= 2, 1.0, s.count.float() / c["dwell_steps"]) \
-            * (s.phase >= 1)
-        aux = torch.where(c["disk"], s.disk, s.aux)
-        size = torch.where(c["around"], s.aux_r, torch.where(c["wipe"], s.half, c["goal_r"]))
-        f_a = s.via_done.float() + s.held.float() + prog + rows.mean(1)
-        f_b = (s.phase == 2).float() + rows[:, 0]
-        task = torch.cat((c["onehot"], s.goal, aux, size[:, None], f_a[:, None], f_b[:, None],
-                          (c["slow_ratio"] + rows[:, 1])[:, None], rows[:, 2:3]), 1)
-        return joint_state, ee, task
+        joint_state = torch.stack(((q.sin() * m).t(), (q.cos() * m).t(),
+                                   torch.addcmul(c["qoff"], q, c["qscale"]).t()), -1)
+        ee = torch.cat((batch_last(s.pts)[:, -1], s.magnet.to(q.dtype)[None]))  # (3, R)
+        zero = c["zero"]
+        f_a, f_b, f_c, f_d = zero, zero, c["slow_ratio"], zero
+        if "wipe" in present:
+            rows = batch_last(s.cover).to(q.dtype).view(3, 3, R).mean(1)  # (3, R)
+            f_a, f_b, f_c, f_d = rows.mean(0), rows[0], f_c + rows[1], rows[2]
+        if "via_point" in present:
+            f_a = f_a + s.via_done.to(q.dtype)
+        if "pick_place" in present:
+            f_a = f_a + s.held.to(q.dtype)
+        if "dwell_slow" in present:
+            prog = torch.where(s.phase >= 2, 1.0, s.count.to(q.dtype) / c["dwell_steps"]) \
+                * (s.phase >= 1)
+            f_a = f_a + prog
+            f_b = f_b + (s.phase == 2).to(q.dtype)
+        aux = batch_last(s.aux)
+        if present & {"push", "pick_place"}:
+            aux = torch.where(c["disk"], batch_last(s.disk), aux)
+        size = c["goal_r"]
+        if "wipe" in present:
+            size = torch.where(c["wipe"], s.half, size)
+        if "reach_around" in present:
+            size = torch.where(c["around"], s.aux_r, size)
+        task = torch.cat((c["onehot"], batch_last(s.goal), aux,
+                          torch.stack((size, f_a, f_b, f_c, f_d))))  # (TASK_DIM, R)
+        return joint_state, ee.t().contiguous(), task.t().contiguous()
 
     def observation_spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]:
         """Per-env (shape, dtype, low, high) of each observation key."""
@@ -408,20 +510,21 @@ class ArmEngine:
                    present: set[str] | None = None) -> torch.Tensor:
         """Shaping potential of each env's state (higher is closer to success). Only the
         rules of the tasks ``present`` in the batch run (a static choice)."""
-        ee = s.pts[:, -1]
+        ee = batch_last(s.pts)[:, -1]  # (2, R)
+        goal, aux, disk = batch_last(s.goal), batch_last(s.aux), batch_last(s.disk)
         is_ = self.is_task if is_ is None else is_
         p = self.p if p is None else p
         present = self.tasks_present if present is None else present
-        d_ee_goal = (ee - s.goal).norm(dim=1)
+        d_ee_goal = _dist(ee, goal)
         phi = -d_ee_goal
         if present & {"via_point", "dwell_slow"}:
-            d_ee_aux = (ee - s.aux).norm(dim=1)
-            d_aux_goal = (s.aux - s.goal).norm(dim=1)
+            d_ee_aux = _dist(ee, aux)
+            d_aux_goal = _dist(aux, goal)
         if "via_point" in present:
             phi = torch.where(is_["via_point"] & ~s.via_done, -(d_ee_aux + d_aux_goal), phi)
         if present & {"push", "pick_place"}:
-            d_disk_goal = (s.disk - s.goal).norm(dim=1)
-            d_ee_disk = (ee - s.disk).norm(dim=1)
+            d_disk_goal = _dist(disk, goal)
+            d_ee_disk = _dist(ee, disk)
             phi = torch.where(is_["push"], -(d_disk_goal + 0.2 * d_ee_disk), phi)
             phi = torch.where(is_["pick_place"] & ~s.held, -(d_ee_disk + d_disk_goal), phi)
         if "wipe" in present:
@@ -447,7 +550,8 @@ class ArmEngine:
         Returns:
             ``obs, reward (B,) f32, terminated (B,) bool, truncated (B,) bool, info`` with
             ``info["success"]`` (B,) bool, ``info["final_obs"]`` (the observation of the state
-            each episode ended in; rows of envs that did not end hold their current one),
+            each episode ended in; rows of envs that did not end hold their current one, and
+            when no episode ended its tensors are those of ``obs``),
             ``info["scene"]`` (B,) the scene id of the episode that took the step,
             ``info["spill"]`` (B,) bool (dwell_slow: too fast in the slow phase) and
             ``info["joint_action"]`` (B, N_MAX) the executed joint step over the velocity
@@ -462,53 +566,62 @@ class ArmEngine:
         return self._step_fn(a.to(torch.float32))
 
     def _step_impl(self, a: torch.Tensor):
-        B = self.num_envs
-        a = a.clamp(-1.0, 1.0)
-        s, p = self.state, self.p
+        # Batch-last throughout: per-joint tensors are (N_MAX, B), points (2, N_MAX+1, B),
+        # vectors (2, B); the state's batch-first fields are views of such storage.
+        a = a.clamp(-1.0, 1.0).t()  # (cols, B)
+        s, p, pb, is_ = self.state, self.p, self.p_bl, self.is_task
+        present = self.tasks_present
+        q, pts = batch_last(s.q), batch_last(s.pts)
         if self.interface == "ee_delta":
-            dx = a[:, :2] * p["max_ee_step"][:, None]
-            grip = a[:, 2] > 0
-            dq = ik_step(s.pts, s.q, p["lo"], p["hi"], dx, p["damping"])
+            dq = ik_step_bl(pts, q, pb["lo"], pb["hi"], a[:2] * p["max_ee_step"], pb["lam2"])
+            dq = dq * pb["maskf"]
+            grip = a[2] > 0
         else:
-            dq = a[:, :N_MAX] * p["vel"]
-            grip = a[:, N_MAX] > 0 if a.shape[1] > N_MAX else torch.zeros_like(s.magnet)
-        dq = dq * self.joint_mask
-        ratio = (dq.abs() / p["vel"]).amax(1).clamp(min=1.0)  # uniform scaling keeps direction
-        q_new = torch.maximum(torch.minimum(s.q + dq / ratio[:, None], p["hi"]), p["lo"])
-        pts = self.forward_kinematics(q_new)
-        ee_old = s.pts[:, -1]
-        ee = pts[:, -1]
-        reward = torch.zeros(B, device=self.device)
-        is_ = self.is_task
-        if "reach_around" in self.tasks_present:
-            blocked = is_["reach_around"] & ((ee - s.aux).norm(dim=1) < s.aux_r)
-            q_new = _where(blocked, s.q, q_new)
-            pts = _where(blocked, s.pts, pts)
-            ee = pts[:, -1]
-            reward = reward - blocked.float() * p["penalty"]
-        s.dq = q_new - s.q
-        joint_action = s.dq / p["vel"]  # (B, N_MAX) executed command, in velocity limits
-        s.q, s.pts = q_new, pts
+            dq = a[:N_MAX] * pb["vel_masked"]
+            grip = a[N_MAX] > 0 if a.shape[0] > N_MAX else torch.zeros_like(s.magnet)
+        ratio = (dq.abs() / pb["vel"]).amax(0).clamp(min=1.0)  # uniform scaling keeps direction
+        q_new = torch.clamp(q + dq / ratio, pb["lo"], pb["hi"])
+        pts_new = forward_kinematics_bl(q_new, pb["links"])
+        ee_old, ee = pts[:, -1], pts_new[:, -1]  # (2, B)
+        reward = pb["zero"]
+        if "reach_around" in present:
+            blocked = is_["reach_around"] & (_dist(ee, batch_last(s.aux)) < s.aux_r)
+            bf = blocked.to(q.dtype)
+            q_new = torch.lerp(q_new, q, bf)  # exact select (weights 0 / 1)
+            pts_new = torch.lerp(pts_new, pts, bf)
+            ee = pts_new[:, -1]
+            reward = reward - bf * p["penalty"]
+        dq = q_new - q
+        joint_action = batch_last(dq / pb["vel"])  # (B, N_MAX) executed command
+        s.q, s.pts, s.dq = batch_last(q_new), batch_last(pts_new), batch_last(dq)
         s.magnet = grip & p["gripper"]
-        if self.tasks_present & {"push", "pick_place"}:
+        if present & {"push", "pick_place"}:
             self._disk_rules(s, ee)
-        if "via_point" in self.tasks_present:
-            s.via_done = s.via_done | (is_["via_point"] & ((ee - s.aux).norm(dim=1)
-                                                           < p["via_r"]))
+        if "via_point" in present:
+            s.via_done = s.via_done | (is_["via_point"]
+                                       & (_dist(ee, batch_last(s.aux)) < p["via_r"]))
         spill = torch.zeros_like(s.held)
-        if "dwell_slow" in self.tasks_present:
+        if "dwell_slow" in present:
             spill = self._dwell_rules(s, ee, ee_old)
-        if "wipe" in self.tasks_present:
-            cells = scene_mod.wipe_cells(s.goal, s.half)  # (B, 9, 2)
+        goal = batch_last(s.goal)
+        if "wipe" in present:
+            cells = goal[:, None] + self._wipe_grid * s.half  # (2, 9, B)
             reach = p["brush"] * s.half * (2.0 / 3.0)
-            near = (cells - ee[:, None, :]).norm(dim=2) < reach[:, None]
-            s.cover = s.cover | (near & is_["wipe"][:, None])
+            near = _norm0(cells - ee[:, None]) < reach  # (9, B)
+            s.cover = batch_last(batch_last(s.cover) | (near & is_["wipe"]))
         # success
-        tip = torch.where(self.is_disk_task[:, None], s.disk, ee)
-        at_goal = (tip - s.goal).norm(dim=1) < p["goal_r"]
-        gate = ~(is_["via_point"] & ~s.via_done) & ~(is_["pick_place"] & s.held) \
-            & ~(is_["dwell_slow"] & (s.phase < 2))
-        success = torch.where(is_["wipe"], s.cover.all(1), at_goal & gate)
+        tip = ee
+        if present & {"push", "pick_place"}:
+            tip = torch.where(self.is_disk_task, batch_last(s.disk), ee)
+        success = _dist(tip, goal) < p["goal_r"]
+        if "via_point" in present:
+            success = success & ~(is_["via_point"] & ~s.via_done)
+        if "pick_place" in present:
+            success = success & ~(is_["pick_place"] & s.held)
+        if "dwell_slow" in present:
+            success = success & ~(is_["dwell_slow"] & (s.phase < 2))
+        if "wipe" in present:
+            success = torch.where(is_["wipe"], s.cover.all(1), success)
         phi = self._potential(s)
         reward = reward + p["shaping"] * (phi - s.phi) + p["bonus"] * success.float() \
             - spill.float()
@@ -518,37 +631,41 @@ class ArmEngine:
         truncated = (s.t >= p["max_steps"]) & ~terminated
         done = terminated | truncated
         final_obs = self.observe(s)
-        scene = s.scene_key.clone()
+        scene = s.scene_key  # never written in place: a reset rebinds it
         s.ep = s.ep + done.long()
-        self._new_episode(s, done)
+        self._new_episode(s, done, in_step=True)
         info = {"success": success, "final_obs": final_obs, "scene": scene, "spill": spill,
                 "joint_action": joint_action}
         obs = dict(final_obs)
-        for k, v in self._first_obs.items():  # fresh episodes: their (precomputed) first obs
-            obs[k] = _where(done, v, final_obs[k])
-        if self.obs_velocity:
-            obs["joint_vel"] = s.dq / p["vel"]
+        if self._first_obs is not None:  # fresh episodes: their (precomputed) first obs
+            idx, first = self._first_obs
+            for key, v in first.items():
+                obs[key] = (_where(done, v, final_obs[key]) if idx is None
+                            else final_obs[key].index_copy(0, idx, v))
+            if self.obs_velocity:
+                obs["joint_vel"] = (batch_last(s.dq) / pb["vel"]).t().contiguous()
         return obs, reward, terminated, truncated, info
 
     def _disk_rules(self, s: ArmState, ee: torch.Tensor) -> None:
         p, is_ = self.p, self.is_task
+        disk = batch_last(s.disk)  # (2, B)
         # push: the end-effector shoves the disk out of contact (kinematic contact)
-        v = s.disk - ee
-        dist = v.norm(dim=1, keepdim=True).clamp(min=1e-6)
-        contact = (p["disk_r"] + EE_RADIUS)[:, None]
-        shove = is_["push"] & (dist[:, 0] < contact[:, 0])
-        s.disk = _where(shove, ee + v / dist * contact, s.disk)
+        v = disk - ee
+        dist = _norm0(v).clamp(min=1e-6)
+        contact = p["disk_r"] + EE_RADIUS
+        shove = is_["push"] & (dist < contact)
+        disk = torch.where(shove, ee + v / dist * contact, disk)
         # carry: the magnet picks the disk up near it and drops it where it is switched off
-        pick = is_["pick_place"] & s.magnet & ~s.held & (dist[:, 0] < p["grab_r"])
+        pick = is_["pick_place"] & s.magnet & ~s.held & (dist < p["grab_r"])
         s.held = (s.held | pick) & s.magnet
-        s.disk = _where(s.held, ee, s.disk)
+        s.disk = batch_last(torch.where(s.held, ee, disk))
 
     def _dwell_rules(self, s: ArmState, ee: torch.Tensor, ee_old: torch.Tensor) -> torch.Tensor:
         p = self.p
         dwell = self.is_task["dwell_slow"]
-        step_len = (ee - ee_old).norm(dim=1)
+        step_len = _dist(ee, ee_old)
         spill = dwell & (s.phase == 2) & (step_len > p["slow"] * SPILL_TOLERANCE)
-        near = (ee - s.aux).norm(dim=1) < p["dwell_r"]
+        near = _dist(ee, batch_last(s.aux)) < p["dwell_r"]
         phase0 = dwell & (s.phase == 0)
         holding = dwell & (s.phase == 1)
         count = torch.where(holding, torch.where(near, s.count + 1, 0), s.count)
