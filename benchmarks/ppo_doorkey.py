@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gamma", type=float, default=0.99)
     ap.add_argument("--trunk", default="mlp", choices=["mlp", "conv"])
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--shared-trunk", default=None, choices=["yes", "no"],
+                    help="Actor and critic share one encoder (default: PolicyConfig's).")
+    ap.add_argument("--encoding", default=None, choices=["embed", "onehot"])
+    ap.add_argument("--activation", default=None, choices=["relu", "tanh"])
+    ap.add_argument("--dense-layers", type=int, default=None)
     ap.add_argument("--eval-every", type=float, default=15.0, help="Seconds between evals.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per test level.")
     ap.add_argument("--target", type=float, default=0.9, help="Stop at this normalized score.")
@@ -50,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     from autoworld.learners.ppo import PPO, PPOConfig
 
     spec = load_world(args.world)
+    net = {k: v for k, v in {"encoding": args.encoding, "activation": args.activation,
+                             "dense_layers": args.dense_layers}.items() if v is not None}
+    if args.shared_trunk is not None:
+        net["shared_trunk"] = args.shared_trunk == "yes"
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
                     anneal_lr=False, update_epochs=args.epochs,
                     num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
-                    policy=PolicyConfig(trunk=args.trunk, hidden=args.hidden))
+                    policy=PolicyConfig(trunk=args.trunk, hidden=args.hidden, **net))
     conditions = {"world": args.world, "threads": args.threads, "device": args.device,
                   "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
                   "machine": platform.processor() or platform.machine(),

@@ -17,6 +17,11 @@ stable-baselines3 is needed for this benchmark only (not a dependency of autowor
     pip install stable-baselines3
     python benchmarks/ppo_reference.py --world DoorKey-6x6 --steps 1000000 --threads 2
 
+``--impl autoworld`` skips stable-baselines3 (minutes) and ``--net sb3`` gives autoworld's PPO
+stable-baselines3's network and value loss (``PolicyConfig(encoding="onehot", activation="tanh",
+dense_layers=2, shared_trunk=False)``, ``clip_vloss=False`` and ``vf_coef`` doubled, as its value
+loss has no 0.5); the finer flags set each of these alone.
+
 ``DoorKey-6x6`` is the catalogue's DoorKey-8x8 spec at 6x6 with max_steps 360 (which autoworld's
 PPO solves within ~1M steps, docs/benchmarks.md); any catalogue name or spec file also works.
 One JSON line per implementation: implementation, world, steps, wall_s, steps_per_s,
@@ -69,9 +74,13 @@ def run_autoworld(spec, args) -> tuple[float, int, object]:
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
                     anneal_lr=False, update_epochs=args.epochs,
                     num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
-                    gae_lambda=args.gae_lambda, clip_coef=args.clip, vf_coef=args.vf_coef,
-                    max_grad_norm=args.max_grad_norm,
-                    policy=PolicyConfig(trunk="mlp", hidden=args.hidden))
+                    gae_lambda=args.gae_lambda, clip_coef=args.clip,
+                    max_grad_norm=args.max_grad_norm, clip_vloss=args.clip_vloss == "yes",
+                    vf_coef=args.vf_coef * (2.0 if args.value_loss == "mse" else 1.0),
+                    policy=PolicyConfig(trunk="mlp", hidden=args.hidden,
+                                        encoding=args.encoding, activation=args.activation,
+                                        dense_layers=args.dense_layers,
+                                        shared_trunk=args.shared_trunk == "yes"))
     start = time.perf_counter()
     learner = PPO(spec, cfg, total_steps=args.steps, device=args.device, seed=args.seed)
     while learner.iteration < learner.num_iterations:
@@ -152,10 +161,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", type=float, default=0.2)
     ap.add_argument("--max-grad-norm", type=float, default=0.5)
     ap.add_argument("--hidden", type=int, default=128)
+    aw = ap.add_argument_group("autoworld's network and loss (stable-baselines3's are fixed: "
+                               "one-hot, separate 2-layer tanh MLPs, unclipped mse value loss)")
+    aw.add_argument("--net", default="autoworld", choices=["autoworld", "sb3"],
+                    help="sb3: stable-baselines3's network and value loss (one-hot, separate "
+                    "2-layer tanh actor and critic, unclipped mse), overriding the flags below.")
+    aw.add_argument("--encoding", default="embed", choices=["embed", "onehot"])
+    aw.add_argument("--activation", default="relu", choices=["relu", "tanh"])
+    aw.add_argument("--dense-layers", type=int, default=1)
+    aw.add_argument("--shared-trunk", default="yes", choices=["yes", "no"])
+    aw.add_argument("--clip-vloss", default="yes", choices=["yes", "no"])
+    aw.add_argument("--value-loss", default="half-mse", choices=["half-mse", "mse"],
+                    help="half-mse: 0.5 * vf_coef * mse (CleanRL); mse: vf_coef * mse "
+                    "(stable-baselines3), i.e. autoworld's vf_coef doubled.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per validation level.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    if args.net == "sb3":
+        args.encoding, args.activation, args.dense_layers = "onehot", "tanh", 2
+        args.shared_trunk, args.clip_vloss, args.value_loss = "no", "no", "mse"
 
     import torch
 

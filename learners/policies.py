@@ -8,7 +8,14 @@ Every learning method shares these networks. A policy reads the engine's observa
 - ``features`` (B, F) float32 vectors, when the world emits them, concatenated to the trunk;
 - ``rgb`` (B, H, W, 3) uint8 pixels instead of symbols when ``PolicyConfig.pixels`` is set;
 - an optional GRU core for partially observable worlds; its state is reset where an episode
-  ended.
+  ended;
+- optionally (``shared_trunk=False``) a second, separate encoder for the critic, so that the value
+  loss does not shape the actor's features (the stable-baselines3 ``MlpPolicy`` layout).
+
+Symbols enter as a learned embedding (``encoding="embed"``) or as a fixed one-hot
+(``encoding="onehot"``); the dense layers use ReLU or tanh. Every linear and conv layer gets
+orthogonal weights with gain sqrt(2) whatever the activation (as CleanRL and stable-baselines3
+do), the policy head gain 0.01 and the value head gain 1, zero biases.
 
 Example:
     >>> from autoworld.envs.catalogue import load_world
@@ -25,7 +32,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from autoworld.errors import EngineError
@@ -52,6 +59,21 @@ class PolicyConfig(BaseModel):
                          "(the world must emit 'rgb').")
     use_features: bool = Field(True, description="Concatenate the 'features' vector when the "
                                "world emits one.")
+    encoding: Literal["embed", "onehot"] = Field(
+        "embed", description="Symbols as a learned embedding of embed_dim, or a fixed one-hot "
+        "over the symbol table (ignored with pixels).")
+    activation: Literal["relu", "tanh"] = Field("relu", description="Activation of the dense "
+                                                "layers (the conv layers keep ReLU).")
+    dense_layers: int = Field(1, ge=1, le=4, description="Dense layers of width hidden after "
+                              "the trunk.")
+    shared_trunk: bool = Field(True, description="Actor and critic share one encoder; False "
+                               "gives the critic its own (feed-forward policies only).")
+
+    @model_validator(mode="after")
+    def _separate_critic_is_feed_forward(self) -> PolicyConfig:
+        if self.recurrent and not self.shared_trunk:
+            raise ValueError("shared_trunk=False needs a feed-forward policy (recurrent=False)")
+        return self
 
 
 def spec_to_json(obs_spec: ObsSpec) -> dict[str, dict[str, Any]]:
@@ -75,8 +97,99 @@ def _layer_init(layer: nn.Module, gain: float = 2 ** 0.5) -> nn.Module:
     return layer
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class Encoder(nn.Module):
+    """Observation -> (B, hidden): symbol embedding or one-hot (or pixels), trunk, the features
+    vector, then ``dense_layers`` dense layers."""
+
+    def __init__(self, obs_spec: ObsSpec, config: PolicyConfig, image_key: str,
+                 features_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.image_key = image_key
+        self.features_dim = features_dim
+        shape = tuple(obs_spec[image_key][0])
+        c = config.channels
+        self.num_symbols = 0
+        if config.pixels:
+            h, w, ch = shape
+            self.embed = None
+            self.trunk = nn.Sequential(
+                _layer_init(nn.Conv2d(ch, c, 4, stride=4)), nn.ReLU(),
+                _layer_init(nn.Conv2d(c, c, 3, padding=1)), nn.ReLU(), nn.Flatten())
+            flat = c * (h // 4) * (w // 4)
+        else:
+            self.num_symbols = max(NUM_SYMBOLS, int(obs_spec[image_key][3]) + 1)
+            if config.encoding == "embed":
+                self.embed = nn.Embedding(self.num_symbols, config.embed_dim)
+                depth = config.embed_dim
+            else:
+                self.embed = None
+                depth = self.num_symbols
+            r, col = shape
+            if config.trunk == "conv":
+                self.trunk = nn.Sequential(
+                    _layer_init(nn.Conv2d(depth, c, 3, padding=1)), nn.ReLU(),
+                    _layer_init(nn.Conv2d(c, c, 3, padding=1)), nn.ReLU(), nn.Flatten())
+                flat = c * r * col
+            else:
+                self.trunk = nn.Flatten()
+                flat = depth * r * col
+        act = _ACTIVATIONS[config.activation]
+        layers: list[nn.Module] = []
+        width = flat + features_dim
+        for _ in range(config.dense_layers):
+            layers += [_layer_init(nn.Linear(width, config.hidden)), act()]
+            width = config.hidden
+        self.dense = nn.Sequential(*layers)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = obs[self.image_key]
+        if self.embed is None and not self.config.pixels and self.config.trunk == "mlp":
+            return self._onehot_mlp(x, obs)
+        if self.config.pixels:
+            x = x.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+        else:
+            if self.embed is not None:
+                x = self.embed(x.long())  # (B, R, C, E)
+            else:
+                x = nn.functional.one_hot(x.long(), self.num_symbols).float()  # (B, R, C, S)
+            if self.config.trunk == "conv":
+                x = x.permute(0, 3, 1, 2)  # (B, E or S, R, C)
+        x = self.trunk(x)
+        if self.features_dim:
+            x = torch.cat([x, obs["features"].float()], dim=1)
+        return self.dense(x)
+
+    def _onehot_mlp(self, x: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The first dense layer over a flattened one-hot, without building the one-hot: W @
+        onehot is the sum over cells of W's column for (cell, symbol), an embedding-bag lookup
+        (same weights, same result, a fraction of the work)."""
+        first = self.dense[0]
+        sym = x.long().reshape(x.shape[0], -1)  # (B, N) symbol per cell
+        n = sym.shape[1]
+        cols = n * self.num_symbols
+        idx = sym + torch.arange(n, device=sym.device) * self.num_symbols  # column of each
+        h = nn.functional.embedding_bag(idx, first.weight[:, :cols].t().contiguous(),
+                                        mode="sum") + first.bias  # (B, hidden)
+        if self.features_dim:
+            h = h + nn.functional.linear(obs["features"].float(), first.weight[:, cols:])
+        return self.dense[1:](h)
+
+
+def _rename_flat_encoder_keys(state_dict: dict[str, Any], prefix: str, *_args: Any) -> None:
+    """Policies saved before the encoder became a submodule kept ``embed.``, ``trunk.`` and
+    ``dense.`` at the top level; load them into ``encoder.``."""
+    for old in ("embed.", "trunk.", "dense."):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + "encoder." + key[len(prefix):]] = state_dict.pop(key)
+
+
 class ActorCritic(nn.Module):
-    """Shared trunk, policy head (B, 7) and value head (B,). See the module docstring."""
+    """Encoder (shared, or one per head), policy head (B, 7) and value head (B,). See the module
+    docstring."""
 
     def __init__(self, obs_spec: ObsSpec, config: PolicyConfig) -> None:
         super().__init__()
@@ -88,35 +201,16 @@ class ActorCritic(nn.Module):
                               f"{', '.join(obs_spec)}); "
                               + ("unset PolicyConfig.pixels" if config.pixels else ""))
         self.image_key = key
-        shape = tuple(obs_spec[key][0])
-        c = config.channels
-        if config.pixels:
-            h, w, ch = shape
-            self.embed = None
-            self.trunk = nn.Sequential(
-                _layer_init(nn.Conv2d(ch, c, 4, stride=4)), nn.ReLU(),
-                _layer_init(nn.Conv2d(c, c, 3, padding=1)), nn.ReLU(), nn.Flatten())
-            flat = c * (h // 4) * (w // 4)
-        else:
-            high = int(obs_spec[key][3])
-            self.embed = nn.Embedding(max(NUM_SYMBOLS, high + 1), config.embed_dim)
-            r, col = shape
-            if config.trunk == "conv":
-                self.trunk = nn.Sequential(
-                    _layer_init(nn.Conv2d(config.embed_dim, c, 3, padding=1)), nn.ReLU(),
-                    _layer_init(nn.Conv2d(c, c, 3, padding=1)), nn.ReLU(), nn.Flatten())
-                flat = c * r * col
-            else:
-                self.trunk = nn.Flatten()
-                flat = config.embed_dim * r * col
         self.features_dim = 0
         if config.use_features and "features" in obs_spec:
             self.features_dim = int(obs_spec["features"][0][0])
-        self.dense = nn.Sequential(
-            _layer_init(nn.Linear(flat + self.features_dim, config.hidden)), nn.ReLU())
+        self.encoder = Encoder(obs_spec, config, key, self.features_dim)
+        self.critic_encoder = (None if config.shared_trunk
+                               else Encoder(obs_spec, config, key, self.features_dim))
         self.gru = nn.GRUCell(config.hidden, config.hidden) if config.recurrent else None
         self.actor = _layer_init(nn.Linear(config.hidden, NUM_ACTIONS), 0.01)
         self.critic = _layer_init(nn.Linear(config.hidden, 1), 1.0)
+        self._register_load_state_dict_pre_hook(_rename_flat_encoder_keys)
 
     # ------------------------------------------------------------------ state
     def initial_state(self, batch: int, device: str | torch.device = "cpu") -> torch.Tensor | None:
@@ -127,18 +221,14 @@ class ActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The trunk's output (B, hidden) before the recurrent core."""
-        x = obs[self.image_key]
-        if self.embed is None:
-            x = x.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
-        else:
-            x = self.embed(x.long())  # (B, R, C, E)
-            if self.config.trunk == "conv":
-                x = x.permute(0, 3, 1, 2)  # (B, E, R, C)
-        x = self.trunk(x)
-        if self.features_dim:
-            x = torch.cat([x, obs["features"].float()], dim=1)
-        return self.dense(x)
+        """The (actor's) encoder output (B, hidden) before the recurrent core."""
+        return self.encoder(obs)
+
+    def _value(self, obs: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """Value (B,) from the actor's features ``h``, or from the critic's own encoder."""
+        if self.critic_encoder is not None:
+            h = self.critic_encoder(obs)
+        return self.critic(h).squeeze(-1)
 
     def forward(self, obs: dict[str, torch.Tensor], state: torch.Tensor | None = None,
                 done: torch.Tensor | None = None
@@ -156,7 +246,7 @@ class ActorCritic(nn.Module):
                 state = state * (~done).to(state.dtype)[:, None]
             state = self.gru(h, state)
             h = state
-        return self.actor(h), self.critic(h).squeeze(-1), state
+        return self.actor(h), self._value(obs, h), state
 
     def forward_sequence(self, obs: dict[str, torch.Tensor], state: torch.Tensor | None,
                          dones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

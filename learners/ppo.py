@@ -73,6 +73,50 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return advantages, advantages + values
 
 
+# ============================================================================ loss
+def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
+             advantages: torch.Tensor, new_values: torch.Tensor, old_values: torch.Tensor,
+             returns: torch.Tensor, config: PPOConfig) -> dict[str, torch.Tensor]:
+    """The clipped PPO loss of one minibatch of N samples.
+
+    ``loss = policy_loss - ent_coef * entropy + vf_coef * value_loss`` with
+    ``value_loss = 0.5 * mean((V - R)^2)`` (CleanRL's scale: stable-baselines3 drops the 0.5, so
+    its ``vf_coef`` is this one's halved), its error taken as the larger of the plain and the
+    clipped one when ``clip_vloss`` is set. Advantages are normalized over the minibatch when
+    ``norm_adv`` is set.
+
+    Args:
+        logits: (N, A) new action logits; actions: (N,) the actions taken.
+        old_logp: (N,) their log-probabilities under the rollout policy.
+        advantages, returns: (N,) GAE advantages and returns.
+        new_values, old_values: (N,) values now and during the rollout.
+
+    Returns:
+        loss (with grad), and detached policy_loss, value_loss, entropy, approx_kl, clipfrac.
+    """
+    c = config
+    logp_all = torch.log_softmax(logits, -1)
+    new_logp = logp_all.gather(1, actions[:, None])[:, 0]
+    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    if c.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    pg_loss = torch.max(-advantages * ratio,
+                        -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)).mean()
+    if c.clip_vloss:
+        v_clipped = old_values + (new_values - old_values).clamp(-c.clip_coef, c.clip_coef)
+        v_loss = 0.5 * torch.max((new_values - returns) ** 2, (v_clipped - returns) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((new_values - returns) ** 2).mean()
+    loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1.0).abs() > c.clip_coef).float().mean()
+    return {"loss": loss, "policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(),
+            "entropy": entropy.detach(), "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+
 # ============================================================================ learner
 class PPO:
     """One PPO learner on one world: ``iterate()`` = one rollout of ``num_envs * num_steps``
@@ -190,26 +234,11 @@ class PPO:
                     sel = lambda x, idx=idx: x.reshape(-1)[idx]  # noqa: E731
                 mb_actions, mb_logp, mb_adv = sel(actions), sel(logprobs), sel(advantages)
                 mb_ret, mb_val = sel(returns), sel(values)
-                logp_all = torch.log_softmax(logits, -1)
-                new_logp = logp_all.gather(1, mb_actions[:, None])[:, 0]
-                entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
-                log_ratio = new_logp - mb_logp
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > c.clip_coef).float().mean())
-                if c.norm_adv:
-                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(-mb_adv * ratio,
-                                    -mb_adv * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
-                                    ).mean()
-                if c.clip_vloss:
-                    v_clipped = mb_val + (new_v - mb_val).clamp(-c.clip_coef, c.clip_coef)
-                    v_loss = 0.5 * torch.max((new_v - mb_ret) ** 2,
-                                             (v_clipped - mb_ret) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
-                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                out = ppo_loss(logits, mb_actions, mb_logp, mb_adv, new_v, mb_val, mb_ret, c)
+                loss, pg_loss, v_loss, entropy = (out["loss"], out["policy_loss"],
+                                                  out["value_loss"], out["entropy"])
+                approx_kl = out["approx_kl"]
+                clipfracs.append(out["clipfrac"])
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(pol.parameters(), c.max_grad_norm)

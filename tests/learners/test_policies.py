@@ -88,7 +88,10 @@ def test_sampling_is_seeded() -> None:
     assert torch.equal(sample_actions(logits, greedy=True), logits.argmax(-1))
 
 
-@pytest.mark.parametrize("config", [PolicyConfig(), PolicyConfig(trunk="mlp", recurrent=True)])
+@pytest.mark.parametrize("config", [
+    PolicyConfig(), PolicyConfig(trunk="mlp", recurrent=True),
+    PolicyConfig(trunk="mlp", shared_trunk=False, encoding="onehot", activation="tanh",
+                 dense_layers=2)])
 def test_save_load_round_trip(tmp_path, config: PolicyConfig) -> None:
     spec = load_world("DoorKey-8x8")
     eng = small_engine("DoorKey-8x8")
