@@ -22,17 +22,18 @@ THEMES = ["an icy maze", "foggy rooms with keys and doors", "lava field", "coins
           "noisy text maze", "robot in a storm", "open meadow", "vault of gold"]
 
 
-def _work(args: tuple[list[str], int, int, int]) -> dict:
+def _work(args: tuple[list[str], int, int, int, int | None]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from autoworld.generator.generate import Generator
+    from autoworld.generator.generate import Generator, GeneratorConfig
     from autoworld.generator.procedural import ProceduralBackend
 
-    themes, n, seed, levels = args
+    themes, n, seed, levels, budget = args
     # a theme met again gets another seed (the same theme and seed would be the same world, a
     # duplicate that the novelty stage rejects): one generation call per pass over the themes
-    gen = Generator(ProceduralBackend())
+    config = GeneratorConfig() if budget == -1 else GeneratorConfig(state_budget=budget)
+    gen = Generator(ProceduralBackend(), config)
     merged: dict = {"proposals": 0, "accepted": 0, "requested": 0, "first_try": 0, "stages": []}
     for rnd, at in enumerate(range(0, len(themes), len(THEMES))):
         s = gen.generate(themes[at:at + len(THEMES)], n=n, seed=seed + 100 * rnd,
@@ -53,12 +54,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="Worker processes.")
     ap.add_argument("--levels", type=int, default=15, help="Levels validated per world.")
     ap.add_argument("--seed", type=int, default=0, help="Run seed.")
+    ap.add_argument("--state-budget", type=int, default=-1,
+                    help="Oracle state budget per world (-1: the generator's default; 0: none).")
     a = ap.parse_args()
     per_worker = max(1, a.worlds // a.workers)
     jobs = []
     for w in range(a.workers):
         themes = [THEMES[(w + i) % len(THEMES)] for i in range(per_worker)]
-        jobs.append((themes, 1, a.seed + 1000 * w, a.levels))
+        jobs.append((themes, 1, a.seed + 1000 * w, a.levels,
+                     None if a.state_budget == 0 else a.state_budget))
     start = time.perf_counter()
     with ProcessPoolExecutor(a.workers) as pool:
         summaries = list(pool.map(_work, jobs))
@@ -74,6 +78,7 @@ def main() -> None:
             acc[1] += st["passed"]
     print(json.dumps({
         "backend": "procedural", "workers": a.workers, "levels_per_world": a.levels,
+        "state_budget": a.state_budget,
         "requested": requested, "proposals": proposals, "accepted": accepted,
         "first_try_rate": round(sum(s["first_try"] for s in summaries) / requested, 4),
         "all_stage_pass_rate_per_proposal": round(stages["novelty"][1] / proposals, 4),
