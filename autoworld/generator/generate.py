@@ -53,7 +53,7 @@ class GeneratorConfig(_Frozen):
                                 description="Least distance to the nearest known world.")
     device: str = Field("cpu", description="Torch device of the build and smoke stages.")
     state_budget: int | None = Field(
-        250_000, ge=1, description="Most reachable states the exact oracle may enumerate over "
+        1_000_000, ge=1, description="Most reachable states the exact oracle may enumerate over "
         "one world's levels (the levels stage rejects a world above it, with the reason, and "
         "the next round proposes another); bounds the time one world can take. None: no "
         "budget.")
