@@ -20,15 +20,6 @@ from autoworld.learners.policies import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: small networks on a shared machine run far faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_engine(name: str, num_envs: int = 3) -> GridEngine:
     spec = load_world(name)  # the small stored validation bank keeps this fast
     return GridEngine(spec, num_envs=num_envs, banks=[bank(spec, "validation")])

@@ -11,14 +11,6 @@ from autoworld.learners.policies import PolicyConfig
 from autoworld.learners.ppo import PPO, PPOConfig, compute_gae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def reference_gae(rewards, values, dones, next_value, gamma, lam):
     """Plain Python loops over envs and time."""
     T, B = len(rewards), len(rewards[0])

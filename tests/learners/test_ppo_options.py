@@ -17,14 +17,6 @@ from autoworld.learners.policies import PolicyConfig, policy_from_spec
 from autoworld.learners.ppo import PPO, PPOConfig, ppo_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def engine(name: str = "DoorKey-8x8", num_envs: int = 4) -> GridEngine:
     spec = load_world(name)
     return GridEngine(spec, num_envs=num_envs, banks=[bank(spec, "validation")])

@@ -18,14 +18,6 @@ from autoworld.learners.policies import PolicyConfig, policy_from_spec
 TINY = PolicyConfig(trunk="mlp", embed_dim=2, hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cand(ret, success=0.0, cost=0.0):
     return soe.Candidate(ret=ret, success=success, cost=cost)
 

@@ -20,14 +20,6 @@ CFG = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2,
 KW = dict(steps=8 * 16 * 4, num_envs=8, seed=3, config=CFG, eval_every=2, eval_episodes=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Killed(Exception):
     pass
 
