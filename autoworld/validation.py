@@ -100,6 +100,15 @@ class ValidationConfig(_Frozen):
         "(R_opt - R_rand) on the validation levels must exceed this."
     )
 
+    @model_validator(mode="after")
+    def _distinct_splits(self) -> ValidationConfig:
+        names = [self.split, *(name for name, _ in self.extra_splits)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"extra_splits: split {twice[0]!r} is named twice (the main split "
+                             f"is {self.split!r}); give each split once, with its K")
+        return self
+
 
 class StageResult(_Frozen):
     """The outcome of one stage."""

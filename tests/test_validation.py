@@ -187,3 +187,15 @@ def test_learning_check_passes_when_ppo_beats_random():
                       learning_check=True, learning_steps=4096)
     assert report.ok, report.error
     assert "learning check: ppo beat random" in report.stages[4].message
+
+
+def test_a_split_named_twice_is_a_config_error_naming_the_split():
+    from pydantic import ValidationError
+
+    from autoworld.validation import ValidationConfig
+
+    with pytest.raises(ValidationError, match="split 'validation' is named twice"):
+        ValidationConfig(num_levels=2, extra_splits=(("validation", 1),))
+    with pytest.raises(ValidationError, match="split 'test' is named twice"):
+        ValidationConfig(split="validation", extra_splits=(("test", 1), ("test", 2)))
+    assert ValidationConfig(split="test", extra_splits=(("validation", 5),)).extra_splits
