@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoding", default=None, choices=["embed", "onehot"])
     ap.add_argument("--activation", default=None, choices=["relu", "tanh"])
     ap.add_argument("--dense-layers", type=int, default=None)
+    ap.add_argument("--clip-vloss", default="yes", choices=["yes", "no"],
+                    help="Clip the value loss like the ratio (PPOConfig's default).")
+    ap.add_argument("--value-loss", default="half-mse", choices=["half-mse", "mse"],
+                    help="half-mse: 0.5 * vf_coef * mse (the default); mse: vf_coef doubled "
+                    "(stable-baselines3's value loss).")
     ap.add_argument("--eval-every", type=float, default=15.0, help="Seconds between evals.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per test level.")
     ap.add_argument("--target", type=float, default=0.9, help="Stop at this normalized score.")
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
                     anneal_lr=False, update_epochs=args.epochs,
                     num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
+                    clip_vloss=args.clip_vloss == "yes",
+                    vf_coef=PPOConfig().vf_coef * (2.0 if args.value_loss == "mse" else 1.0),
                     policy=PolicyConfig(trunk=args.trunk, hidden=args.hidden, **net))
     conditions = {"world": args.world, "threads": args.threads, "device": args.device,
                   "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
