@@ -189,7 +189,7 @@ def test_learning_check_passes_when_ppo_beats_random():
     assert "learning check: ppo beat random" in report.stages[4].message
 
 
-def test_a_split_named_twice_is_a_config_error_naming_the_split():
+def test_a_split_named_twice_is_rejected_naming_the_split():
     from pydantic import ValidationError
 
     from autoworld.validation import ValidationConfig
