@@ -6,6 +6,9 @@
 # line before each section) and OUT_DIR/leaderboard.db (the leaderboard sample).
 # GPU_CHECK_SECONDS (default 400) bounds the whole run: sections are capped to what is left and
 # skipped when it is spent, so the files are complete when the script returns.
+# SECTIONS="leaderboard poet_run" runs only the named sections, in the script's order (default: all).
+# DK_ENVS (default 4096,MID,BIG) are DoorKey's batch sizes; LB_ENVS (default 1024) is the leaderboard sample's envs per run; POET_ITERS (default 30) the
+# length of the timed POET run (20 pairs from the start).
 # DEVICE=cpu BIG=4096 MID=1024 BENCH_STEPS=4096 TIMED_STEPS=20 runs the same steps small, to check the script.
 set -uo pipefail
 out="${1:-gpu_results}"
@@ -14,6 +17,10 @@ big="${BIG:-1048576}"
 mid="${MID:-65536}"
 steps="${BENCH_STEPS:-1000000}"
 t="${TIMED_STEPS:-200}"  # timed engine steps per repeat (the default adapts to ~1M env steps)
+only="${SECTIONS:-}"
+lb_envs="${LB_ENVS:-1024}"
+poet_iters="${POET_ITERS:-30}"
+dk_envs="${DK_ENVS:-4096,$mid,$big}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 log="$out/log.txt"
@@ -25,6 +32,9 @@ budget="${GPU_CHECK_SECONDS:-400}"  # the whole script ends within this, whateve
 section() {  # section NAME SECONDS CMD...: run CMD under a time cap; JSON lines to results
   local name=$1 cap=$2
   shift 2
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then
+    return
+  fi
   local t0=$SECONDS left=$((budget - SECONDS - 5))
   if [ "$left" -lt 20 ]; then
     echo "=== $name skipped: the ${budget}s budget is spent" | tee -a "$log"
@@ -43,7 +53,7 @@ print(torch.cuda.get_device_name(0), torch.__version__)" 2>&1 | tee -a "$log" ||
   section cuda_tests 120 python -m pytest -q -m cuda tests
 fi
 section doorkey 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
-  --num-envs "4096,$mid,$big" --repeats 3 --steps "$t" --json
+  --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
 section arm 60 python benchmarks/arm_throughput.py --device "$dev" --num-envs "4096,$big" \
   --repeats 3 --steps "$t" --json
 section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
@@ -52,12 +62,19 @@ section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --i
 # in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \
   --worlds DoorKey-8x8,InverseLava-8x8 --seeds 1 --steps "$steps" --device "$dev" \
-  --backend process --workers 8 --db "$out/leaderboard.db"
+  --num-envs "$lb_envs" --backend process --workers 8 --db "$out/leaderboard.db"
+# a whole POET run (POET preset, population 512) with 20 active pairs from the first iteration
+section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
+  --skip-step --run-iterations "$poet_iters" --device "$dev"
 # the 12-world mix of docs/benchmarks.md, bucketed by component set, against each world alone
 MIX=Checkpoints-9x9,CoinMaze-11x11,CrumblingBridge-9x9,DoorKey-8x8,FoggyRooms-11x11,IceRink-9x9
 MIX=$MIX,InverseLava-8x8,MirrorLava-9x9,NoisyMaze-9x9,SlipperyDeceptive-7x7,SlipperyLava-9x9,Sokoban-7x7
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
+for plan in none components; do
+  section "mixed12_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+    --num-envs "$big" --repeats 3 --steps "$t" --bucketing "$plan" --json
+done
 section doorkey_compile 120 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
   --compile --num-envs "$big" --repeats 3 --steps "$t" --json
 echo "=== done in ${SECONDS}s" | tee -a "$log"

@@ -14,6 +14,7 @@ import fnmatch
 import functools
 import logging
 import multiprocessing as mp
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -185,10 +186,26 @@ def run_bench(
     return written
 
 
+def worker_threads(workers: int, cpus: int | None = None) -> int:
+    """Torch threads per worker process: the machine's cores shared out, at least one.
+
+    Every process would otherwise start as many threads as there are cores, and W workers on C
+    cores would run W x C threads that preempt one another."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, workers))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
                  commit: Callable[[RunRecord], None]) -> None:
+    n = workers or os.cpu_count() or 1
     # spawn, not fork: a forked child cannot use CUDA, and fork under threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker, initargs=(worker_threads(n),)) as pool:
         futures = {pool.submit(run_cell, runner, cell) for cell in todo}
         try:
             while futures:

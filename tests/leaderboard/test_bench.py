@@ -35,6 +35,14 @@ def fake_runner(cell: CellKey) -> CellOutcome:
                        success=float(score > 0.5))
 
 
+def threads_runner(cell: CellKey) -> CellOutcome:
+    """Reports the worker's torch thread count as its return."""
+    import torch
+
+    return CellOutcome(score_opt=0.0, score_random=0.0, raw_return=float(torch.get_num_threads()),
+                       success=0.0)
+
+
 def slow_runner(cell: CellKey) -> CellOutcome:
     time.sleep(0.15)
     return fake_runner(cell)
@@ -162,6 +170,17 @@ def test_process_backend_matches_serial(tmp_path: Path) -> None:
     strip = {"wall_time_s", "created_at"}
     assert [r.model_dump(exclude=strip) for r in proc.runs()] == [
         r.model_dump(exclude=strip) for r in serial.runs()]
+
+
+def test_process_workers_share_the_cores(tmp_path: Path) -> None:
+    """W workers on C cores get C // W torch threads each (not C each: W x C threads thrash)."""
+    from autoworld.leaderboard.bench import worker_threads
+
+    assert worker_threads(8, 16) == 2 and worker_threads(3, 2) == 1 and worker_threads(1, 4) == 4
+    store = RunStore(tmp_path / "t.db")
+    run_bench(plan(["a"], WORLDS[:2], 1, 100), store, threads_runner, backend="process",
+              workers=2)
+    assert {r.raw_return for r in store.runs()} == {float(worker_threads(2))}
 
 
 def test_ray_backend_names_the_extra(tmp_path: Path, monkeypatch) -> None:
