@@ -7,7 +7,8 @@
 # GPU_CHECK_SECONDS (default 400) bounds the whole run: sections are capped to what is left and
 # skipped when it is spent, so the files are complete when the script returns.
 # SECTIONS="leaderboard poet_run" runs only the named sections, in the script's order (default: all).
-# DK_ENVS (default 4096,MID,BIG) are DoorKey's batch sizes; LB_ENVS (default 1024) is the leaderboard sample's envs per run; POET_ITERS (default 30) the
+# DK_ENVS (default 4096,MID,BIG) are DoorKey's batch sizes; LB_WORKERS (default 16) the
+# leaderboard sample's worker processes; LB_ENVS (default 1024) is the leaderboard sample's envs per run; POET_ITERS (default 30) the
 # length of the timed POET run (20 pairs from the start).
 # DEVICE=cpu BIG=4096 MID=1024 BENCH_STEPS=4096 TIMED_STEPS=20 runs the same steps small, to check the script.
 set -uo pipefail
@@ -19,6 +20,7 @@ steps="${BENCH_STEPS:-1000000}"
 t="${TIMED_STEPS:-200}"  # timed engine steps per repeat (the default adapts to ~1M env steps)
 only="${SECTIONS:-}"
 lb_envs="${LB_ENVS:-1024}"
+lb_workers="${LB_WORKERS:-16}"
 poet_iters="${POET_ITERS:-30}"
 dk_envs="${DK_ENVS:-4096,$mid,$big}"
 mkdir -p "$out"
@@ -62,7 +64,7 @@ section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --i
 # in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \
   --worlds DoorKey-8x8,InverseLava-8x8 --seeds 1 --steps "$steps" --device "$dev" \
-  --num-envs "$lb_envs" --backend process --workers 8 --db "$out/leaderboard.db"
+  --num-envs "$lb_envs" --backend process --workers "$lb_workers" --db "$out/leaderboard.db"
 # a whole POET run (POET preset, population 512) with 20 active pairs from the first iteration
 section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
   --skip-step --run-iterations "$poet_iters" --device "$dev"
@@ -75,6 +77,10 @@ for plan in none components; do
   section "mixed12_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
     --num-envs "$big" --repeats 3 --steps "$t" --bucketing "$plan" --json
 done
+# the mix with every bucket's step compiled (fewer launches per program), against the compiled
+# homogeneous runs it should be compared with
+section mixed12_compile 200 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+  --num-envs "$big" --repeats 3 --steps "$t" --compile --homogeneous --json
 section doorkey_compile 120 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
   --compile --num-envs "$big" --repeats 3 --steps "$t" --json
 echo "=== done in ${SECONDS}s" | tee -a "$log"

@@ -3,8 +3,9 @@
 Both learners train on the same world for the same number of env-steps with the hyper-parameters
 that correspond (envs, rollout length, learning rate, epochs, minibatches, discount, GAE lambda,
 clip, entropy and value coefficients, gradient clip, a 2 x ``--hidden`` tanh MLP), then both are
-scored the same way: ``learners.evaluation.evaluate`` on the world's validation levels (sampled
-actions, oracle-normalized). Training wall time excludes that final evaluation.
+scored the same way: ``learners.evaluation.evaluate`` on the world's validation levels
+(oracle-normalized), once with sampled actions and once with the argmax action. Training wall
+time excludes that final evaluation.
 
 - autoworld: ``learners.ppo.PPO`` on the batched engine (one tensor program for all envs).
 - stable-baselines3: ``PPO("MlpPolicy")`` on ``gymnasium.make("autoworld/World-v0", spec=...)``
@@ -135,12 +136,14 @@ def run_sb3(spec, args) -> tuple[float, int, object]:
     wall = time.perf_counter() - start
     keys = venv.envs[0].keys
 
-    def policy(obs: dict) -> torch.Tensor:
-        flat = one_hot_flat({k: obs[k].cpu().numpy() for k in keys}, keys, NUM_SYMBOLS)
-        actions, _ = model.predict(flat, deterministic=False)
-        return torch.as_tensor(actions, dtype=torch.long)
+    def acting(deterministic: bool):
+        def policy(obs: dict) -> torch.Tensor:
+            flat = one_hot_flat({k: obs[k].cpu().numpy() for k in keys}, keys, NUM_SYMBOLS)
+            actions, _ = model.predict(flat, deterministic=deterministic)
+            return torch.as_tensor(actions, dtype=torch.long)
+        return policy
 
-    return wall, int(model.num_timesteps), policy
+    return wall, int(model.num_timesteps), {"sampled": acting(False), "greedy": acting(True)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,19 +212,32 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name, fn in runs.items():
         wall, steps, policy = fn(spec, args)
-        res = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
-                       seed=args.seed)
+        # sampled actions (how the policy trained) and the argmax action (stable-baselines3's
+        # evaluate_policy default), the same validation levels and seeds for both
+        if isinstance(policy, dict):
+            res = evaluate(policy["sampled"], spec, "validation", args.eval_episodes, args.device,
+                           seed=args.seed)
+            greedy = evaluate(policy["greedy"], spec, "validation", args.eval_episodes,
+                              args.device, seed=args.seed)
+        else:
+            res = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
+                           seed=args.seed)
+            greedy = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
+                              seed=args.seed, greedy=True)
         rows[name] = row = {
             "kind": "result", "implementation": name, "world": spec.name, "steps": steps,
             "wall_s": round(wall, 2), "steps_per_s": round(steps / max(wall, 1e-9)),
             "normalized": round(res.normalized, 4),
             "normalized_gain": round(res.normalized_gain, 4), "success": res.success,
+            "normalized_greedy": round(greedy.normalized, 4), "success_greedy": greedy.success,
             "seed": args.seed, "config": config}
         print(json.dumps(row), flush=True)
     if len(rows) == 2:
         a, b = rows["autoworld"], rows["stable-baselines3"]
         print(json.dumps({"kind": "summary", "speedup_wall": round(b["wall_s"] / a["wall_s"], 2),
                           "return_delta": round(a["normalized"] - b["normalized"], 4),
+                          "return_delta_greedy": round(a["normalized_greedy"]
+                                                       - b["normalized_greedy"], 4),
                           "target": "speedup_wall >= 10 and return_delta >= 0",
                           "load_avg_end": os.getloadavg()[0]}), flush=True)
     return 0
