@@ -100,7 +100,7 @@ def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: in
           ) -> list[float]:
     """Fit ``policy``'s actions to ``demos`` by cross-entropy; returns the per-epoch loss."""
     device = next(policy.parameters()).device
-    opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, fused=True)
     gen = torch.Generator().manual_seed(seed)
     N = demos.actions.shape[0]
     losses = []
