@@ -56,6 +56,10 @@ def load_world_arg(world: str):
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.errors import CatalogueError
 
+    if world not in list_worlds() and world.startswith("Arm"):
+        from autoworld.learners.arm_methods import arm_world_arg
+
+        return arm_world_arg(world)  # ArmReach-N3 (arm catalogue) or ArmReach-arm3
     if world not in list_worlds():
         p = Path(world)
         if p.suffix in (".yaml", ".yml", ".json") and not p.is_file():

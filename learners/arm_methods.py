@@ -5,12 +5,13 @@
 - ``arm-bc-debias``: the same, with action-rate debiased chunks (``learners.debias``).
 - ``arm-es``: OpenAI-ES (``learners.es.ESOperator`` in ``soe.soe_loop``) on the chunk policy's
   weights, every population member rolled out in one batched ``ArmEngine`` per generation
-  (``ArmPopulationEvaluator``). PPO has no arm adapter yet (its learner is built on the grid
-  engine's discrete actions).
+  (``ArmPopulationEvaluator``).
+- ``arm-ppo``: PPO with a diagonal Gaussian policy over the continuous end-effector deltas,
+  every env in one batched ``ArmEngine`` (``learners.arm_ppo``).
 
-Selection is ``best`` (one candidate), optimization is behaviour cloning and the component is the
-policy weights. Scores follow the registry's conventions with the arm family's oracle: the scripted
-expert's return on the same validation scenes (a reference, not a proven optimum), so
+Selection is ``best`` (one candidate) and the component is the policy weights. Scores follow
+the registry's conventions with the arm family's oracle: the scripted expert's return on the
+same validation scenes (a reference, not a proven optimum), so
 ``score = R / R_expert`` and ``normalized_gain = (R - R_random) / (R_expert - R_random)``.
 
 ``ARM_METHODS`` lists the specs; ``register()`` adds them to ``learners.methods.METHODS``.
@@ -18,7 +19,7 @@ expert's return on the same validation scenes (a reference, not a proven optimum
 Example:
     >>> from autoworld.learners.arm_methods import ARM_METHODS
     >>> [m.name for m in ARM_METHODS]
-    ['arm-bc', 'arm-bc-debias', 'arm-es']
+    ['arm-bc', 'arm-bc-debias', 'arm-es', 'arm-ppo']
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from autoworld.learners.methods import MethodOptions, MethodResult, MethodSpec
 
 
 def arm_world_arg(world) -> Any:
-    """An ``ArmWorldSpec`` from a spec, a .yaml/.json path, or a name ``Arm<Task>-<arm>`` as
-    ``arm_world`` names them (for instance ``ArmReachAround-arm3``)."""
+    """An ``ArmWorldSpec`` from a spec, a .yaml/.json path, an arm catalogue name
+    (``ArmReach-N3``, see ``autoworld list``) or a name ``Arm<Task>-<arm>`` as ``arm_world``
+    names them (for instance ``ArmReachAround-arm3``)."""
+    from autoworld.envs.arm.registration import list_arm_worlds, load_arm_world
     from autoworld.envs.arm.spec import TASKS, ArmWorldSpec, arm_world, load_arm_spec
 
     if isinstance(world, ArmWorldSpec):
@@ -43,15 +46,19 @@ def arm_world_arg(world) -> Any:
     text = str(world)
     if Path(text).suffix in (".yaml", ".yml", ".json"):
         return load_arm_spec(text)
+    if text in list_arm_worlds():
+        return load_arm_world(text)
     camel = {"Arm" + "".join(p.capitalize() for p in t.split("_")): t for t in TASKS}
     head, _, arm = text.partition("-")
     if head not in camel or not arm:
-        raise SpecError(f"unknown arm world {text!r}; use a spec file or a name like "
-                        f"{', '.join(sorted(camel))[:60]}...-arm3", field="world")
+        raise SpecError(f"unknown arm world {text!r}; use a spec file, an arm catalogue name "
+                        f"(ArmReach-N3) or a name like {', '.join(sorted(camel))[:60]}...-arm3",
+                        field="world")
     return arm_world(camel[head], arm)
 
 
-def _normalized(ret: float, expert: float, rand: float) -> tuple[float, float]:
+def normalized_scores(ret: float, expert: float, rand: float) -> tuple[float, float]:
+    """``(R / R_expert, (R - R_random) / (R_expert - R_random))``, 0 where undefined."""
     score = ret / expert if abs(expert) > 1e-9 else 0.0
     gain = (ret - rand) / (expert - rand) if abs(expert - rand) > 1e-9 else 0.0
     return score, gain
@@ -97,13 +104,13 @@ def run_arm_bc(name: str, mode: str, world, steps: int = 2_000, num_envs: int = 
     expert = rollout(expert_actor(standard_operators()[:1], seed=eval_seed), [spec], num_envs,
                      seed=eval_seed, device=device)
     rand = rollout(random_actor(eval_seed), [spec], num_envs, seed=eval_seed, device=device)
-    score, gain = _normalized(final.mean_return, expert.mean_return, rand.mean_return)
-    init_score, _ = _normalized(initial.mean_return, expert.mean_return, rand.mean_return)
+    score, gain = normalized_scores(final.mean_return, expert.mean_return, rand.mean_return)
+    init_score, _ = normalized_scores(initial.mean_return, expert.mean_return, rand.mean_return)
     test_score = None
     if options.test_eval:
         shifted = rollout_success(policy, [spec], num_envs, seed=eval_seed, device=device,
                                   split="shifted")
-        test_score = _normalized(shifted.mean_return, expert.mean_return, rand.mean_return)[0]
+        test_score = normalized_scores(shifted.mean_return, expert.mean_return, rand.mean_return)[0]
     out = MethodResult(method=name, world=spec.name, seed=seed, steps=steps,
                        env_steps=int(demos.valid.sum()), initial_score=init_score, score=score,
                        normalized_gain=gain, mean_return=final.mean_return,
@@ -217,10 +224,10 @@ def run_arm_es(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     expert = rollout(expert_actor(None, seed=eval_seed), [spec], num_envs, seed=eval_seed,
                      device=device)
     rand = rollout(random_actor(eval_seed), [spec], num_envs, seed=eval_seed, device=device)
-    score, gain = _normalized(final.mean_return, expert.mean_return, rand.mean_return)
+    score, gain = normalized_scores(final.mean_return, expert.mean_return, rand.mean_return)
     out = MethodResult(method="arm-es", world=spec.name, seed=seed, steps=steps,
                        env_steps=int(spent),
-                       initial_score=_normalized(initial.mean_return, expert.mean_return,
+                       initial_score=normalized_scores(initial.mean_return, expert.mean_return,
                                                  rand.mean_return)[0],
                        score=score, normalized_gain=gain, mean_return=final.mean_return,
                        success=final.success, seconds=time.perf_counter() - start,
@@ -232,6 +239,16 @@ def run_arm_es(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
         save_xpolicy(policy, rd / "policy", extra={"method": "arm-es", "world": spec.name})
         atomic_write(rd / "result.json", out.model_dump_json(indent=1) + "\n")
     return out
+
+
+def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
+                device: str = "cpu", run_dir=None, options: MethodOptions | None = None,
+                **kw: Any) -> MethodResult:
+    """PPO with a Gaussian policy on the arm's end-effector deltas (``learners.arm_ppo``;
+    ``kw``: its ``config``, ``resume`` and ``checkpoint_every``)."""
+    from autoworld.learners.arm_ppo import run_arm_ppo as run
+
+    return run(world, steps, num_envs, seed, device, run_dir, options, **kw)
 
 
 def _method(name: str, mode: str):
@@ -265,6 +282,10 @@ ARM_METHODS: list[MethodSpec] = [
                "cross-embodiment policy weights",
                "A Gaussian search around one chunk policy, every member in one arm engine.",
                run_arm_es),
+    _spec("arm-ppo", "best", "PPO (GAE, clipped objective, diagonal Gaussian policy)",
+               "policy weights",
+               "One PPO learner on the continuous end-effector deltas, all envs in one arm "
+               "engine.", run_arm_ppo),
 ]
 
 

@@ -19,8 +19,9 @@ from torch import nn
 from autoworld.learners.policies import PolicyConfig, policy_from_spec, sample_actions
 
 
-class PPOConfig(BaseModel):
-    """Hyper-parameters of PPO."""
+class PPOHyperParams(BaseModel):
+    """The hyper-parameters every PPO learner shares (grid ``PPOConfig``, arm ``ArmPPOConfig``,
+    which override some defaults)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -42,6 +43,11 @@ class PPOConfig(BaseModel):
     max_grad_norm: float = Field(0.5, gt=0, description="Global gradient-norm clip.")
     target_kl: float | None = Field(None, gt=0, description="Stop the epochs early above this "
                                     "approximate KL (None: never).")
+
+
+class PPOConfig(PPOHyperParams):
+    """Hyper-parameters of PPO."""
+
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Network.")
 
 
@@ -94,10 +100,21 @@ def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor
     Returns:
         loss (with grad), and detached policy_loss, value_loss, entropy, approx_kl, clipfrac.
     """
-    c = config
     logp_all = torch.log_softmax(logits, -1)
     new_logp = logp_all.gather(1, actions[:, None])[:, 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    return clipped_ppo_loss(new_logp, entropy, old_logp, advantages, new_values, old_values,
+                            returns, config)
+
+
+def clipped_ppo_loss(new_logp: torch.Tensor, entropy: torch.Tensor, old_logp: torch.Tensor,
+                     advantages: torch.Tensor, new_values: torch.Tensor,
+                     old_values: torch.Tensor, returns: torch.Tensor,
+                     config) -> dict[str, torch.Tensor]:
+    """``ppo_loss`` for any action distribution: ``new_logp`` (N,) the log-probabilities of the
+    taken actions under the current policy and ``entropy`` its mean entropy (scalar). ``config``
+    needs ``norm_adv``, ``clip_coef``, ``clip_vloss``, ``ent_coef`` and ``vf_coef``."""
+    c = config
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     if c.norm_adv:

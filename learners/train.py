@@ -258,7 +258,8 @@ def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, de
     start = time.perf_counter()
     res = entry.run(world, steps=steps, num_envs=num_envs, seed=seed, device=str(device),
                     run_dir=run_dir)
-    out = TrainResult(world=world.name, spec_hash=world.content_hash, method=method, seed=seed,
+    spec_hash = world.content_hash() if callable(world.content_hash) else world.content_hash
+    out = TrainResult(world=world.name, spec_hash=spec_hash, method=method, seed=seed,
                       steps=res.env_steps, wall_time=time.perf_counter() - start,
                       run_dir=str(run_dir) if run_dir is not None else None,
                       score=res.score, normalized_gain=res.normalized_gain,

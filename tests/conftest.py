@@ -48,3 +48,14 @@ def act(eng: GridEngine, *actions: int):
 @pytest.fixture
 def engine_factory():
     return make_engine
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: small networks are fastest single-threaded, results are
+    reproducible, and two threads on a 2-core machine shared with other processes only wait for
+    each other. Folders of such tests use it from an autouse fixture in their conftest."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

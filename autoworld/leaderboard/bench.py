@@ -107,6 +107,8 @@ def select_worlds(
             hits = set(fnmatch.filter(available, item))
         elif item in available:
             hits = {item}
+        elif _is_arm_name(item):
+            hits = {item}  # an arm world: ArmReach-N3 (arm catalogue) or ArmReach-arm3
         else:
             raise BenchError(f"--worlds: unknown world {item!r}; give names, a glob like "
                              "'*Lava*', tag:TAG or all (see `autoworld list`)")
@@ -118,12 +120,25 @@ def select_worlds(
     return sorted(chosen)
 
 
+def _is_arm_name(name: str) -> bool:
+    from autoworld.errors import AutoworldError
+    from autoworld.learners.arm_methods import arm_world_arg
+
+    try:
+        arm_world_arg(name)
+    except (AutoworldError, ValueError):
+        return False
+    return True
+
+
 def plan(methods: Sequence[str], worlds: Sequence[str], seeds: int | Sequence[int],
          steps: int) -> list[CellKey]:
-    """The full grid, in a stable order (method, world, seed)."""
+    """The grid of (method, world, seed) cells whose method trains on the world's family
+    (grid methods on grid worlds, arm methods on arm worlds), in a stable order."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     return [CellKey(method=m, world=w, seed=s, steps=steps)
-            for m in methods for w in worlds for s in seed_list]
+            for m in methods for w in worlds for s in seed_list
+            if method_family(m) == world_family(w)]
 
 
 def pending(store: RunStore, cells: Sequence[CellKey]) -> list[CellKey]:
@@ -238,13 +253,28 @@ def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
 
 
 def available_methods() -> list[str]:
-    """Names of the registered learning methods for grid worlds (the bench's worlds)."""
+    """Names of the registered learning methods (grid and arm families)."""
     try:
-        from autoworld.learners.methods import grid_methods
+        from autoworld.learners.methods import METHODS
     except ImportError as exc:
         raise BenchError("the learning methods are not available yet (autoworld.learners."
                          f"methods: {exc}); `autoworld bench` needs them") from exc
-    return grid_methods()
+    return sorted(METHODS)
+
+
+def method_family(name: str) -> str:
+    """The world family a method trains on (``grid`` for family members like llm:MODEL)."""
+    from autoworld.learners.methods import METHODS
+
+    spec = METHODS.get(name)
+    return spec.family if spec is not None else "grid"
+
+
+def world_family(name: str) -> str:
+    """``arm`` for arm worlds (arm catalogue names, ``Arm<Task>-<arm>``), else ``grid``."""
+    from autoworld.envs.catalogue import list_worlds
+
+    return "arm" if name.startswith("Arm") and name not in list_worlds() else "grid"
 
 
 def method_families() -> list[str]:
@@ -257,7 +287,7 @@ def method_families() -> list[str]:
 
 
 def available_worlds() -> list[str]:
-    """The catalogue worlds."""
+    """The catalogue worlds (arm worlds are chosen by name: ``select_worlds``)."""
     from autoworld.envs.catalogue import list_worlds
 
     return list_worlds()
@@ -311,6 +341,10 @@ def _load_world(name: str):
     """A catalogue world or spec file, parsed once per process (specs are immutable)."""
     from autoworld.envs.catalogue import load_world
 
+    if world_family(name) == "arm":
+        from autoworld.learners.arm_methods import arm_world_arg
+
+        return arm_world_arg(name)
     return load_world(name)
 
 

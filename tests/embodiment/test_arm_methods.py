@@ -11,7 +11,7 @@ from autoworld.learners.methods import MethodOptions, MethodResult
 
 
 def test_specs_and_world_names():
-    assert [m.name for m in ARM_METHODS] == ["arm-bc", "arm-bc-debias", "arm-es"]
+    assert [m.name for m in ARM_METHODS] == ["arm-bc", "arm-bc-debias", "arm-es", "arm-ppo"]
     assert {m.selection for m in ARM_METHODS} == {"best"}
     spec = arm_world_arg("ArmReachAround-arm4")
     assert spec.task == "reach_around" and spec.arm.n_joints == 4

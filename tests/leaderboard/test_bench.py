@@ -309,3 +309,15 @@ def test_llm_method_cells_rank_a_scripted_endpoint(tmp_path: Path) -> None:
     assert rec.method == "llm:oracle-bot" and rec.score_opt == pytest.approx(1.0)
     assert rec.success == 1.0 and len(server.bodies) == 17  # one request per decision
     assert (tmp_path / "runs" / "llm_oracle-bot" / "Empty-6x6" / "seed0" / "result.json").is_file()
+
+
+def test_arm_methods_pair_only_with_arm_worlds() -> None:
+    """Grid methods train on grid worlds and arm methods on arm worlds: a mixed selection plans
+    only the cells whose method and world are of one family."""
+    cells = plan(["ppo", "arm-ppo"], ["DoorKey-8x8", "ArmReach-arm3"], 1, 100)
+    assert [(c.method, c.world) for c in cells] == [("ppo", "DoorKey-8x8"),
+                                                    ("arm-ppo", "ArmReach-arm3")]
+    assert select_worlds("ArmReach-arm3,Empty-6x6", WORLDS, TAGS.__getitem__) == [
+        "ArmReach-arm3", "Empty-6x6"]
+    with pytest.raises(BenchError, match="unknown world"):
+        select_worlds("ArmNothing-arm3", WORLDS, TAGS.__getitem__)

@@ -1,16 +1,10 @@
-"""Shared fixtures of the learner tests."""
+"""Shared fixtures of the learner tests: every test runs single-threaded."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread per test: the figures these tests compare are reproducible, and two
-    threads on a 2-core machine shared with other processes only wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
