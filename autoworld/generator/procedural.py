@@ -9,7 +9,11 @@ reconciliation adds what the chosen components need (ice cells for ``ice_sliding
 ``hazard``, ...) so that the proposal is a consistent WorldSpec.
 
 Sizes stay small (6..11, or 5 for coverage worlds) and ``max_steps`` modest so that every level
-is solved by the exact oracle within its state cap. The theme is untrusted: only lexicon words
+is solved by the exact oracle within its state cap. A proposal whose state space could exceed
+``LEVEL_STATE_BOUND`` states per level (``oracle.state_count_bound``: an upper bound from the
+spec alone) is sized down before it is proposed (fewer coins, less cracked floor, a smaller
+grid), so that generation does not spend minutes enumerating a world the state budget would
+reject, or nearly so. The theme is untrusted: only lexicon words
 influence the spec, the name is a slug of letters plus a short hash, the description is capped,
 and nothing is ever executed.
 """
@@ -28,6 +32,10 @@ from autoworld.generator.base import Proposal
 from autoworld.generator.lexicon import theme_features, theme_words
 
 OBJECTIVES = ("boxes", "checkpoints", "explore", "coins", "inverted")  # by priority
+# Most states one level of a proposal may have by ``oracle.state_count_bound``. Its 15 levels
+# then stay below 750,000 states, under the generator's default state budget of 1,000,000, and
+# every world of the generated catalogue is below it (the largest bound there is 42,624).
+LEVEL_STATE_BOUND = 50_000
 MECHANICS = ("ice", "teleport", "mirror", "crumble", "torus")
 DESCRIPTION_CHARS = 300
 _PRINTABLE = re.compile(r"[^ -~]")
@@ -253,7 +261,7 @@ def sample_spec(theme: str, seed: int, simplify: int = 0) -> dict[str, Any]:
             lava and not simplify and r_obs.random() < 0.08):
         observation.append({"kind": "permuted_symbols", "swaps": [["lava", "goal"]]})
 
-    return {
+    data = {
         "name": world_name(theme, seed, height, width),
         "description": safe_description(theme),
         "height": height,
@@ -265,6 +273,37 @@ def sample_spec(theme: str, seed: int, simplify: int = 0) -> dict[str, Any]:
         "observation": observation,
         "reward": reward,
     }
+    return _fit_state_bound(data, theme, seed, lo if objective != "explore" else 5, per_cell)
+
+
+def _fit_state_bound(data: dict[str, Any], theme: str, seed: int, lo: int,
+                     per_cell: float) -> dict[str, Any]:
+    """``data`` sized down until ``oracle.state_count_bound`` is at most ``LEVEL_STATE_BOUND``
+    (unchanged when it already is): one coin fewer (down to one), then half the cracked floor,
+    then one row or column fewer (down to ``lo``), in that order, as long as any applies."""
+    from autoworld.envs.grid.oracle import state_count_bound
+    from autoworld.spec import parse_spec
+
+    if state_count_bound(parse_spec(data)) <= LEVEL_STATE_BOUND:
+        return data
+    data = json.loads(json.dumps(data))  # a private copy
+    for _ in range(64):
+        if state_count_bound(parse_spec(data)) <= LEVEL_STATE_BOUND:
+            break
+        obj = data["objects"]
+        if obj.get("coins", 0) > 1:
+            obj["coins"] -= 1
+        elif obj.get("cracked", 0) > 0.02:
+            obj["cracked"] = _r(obj["cracked"] / 2)
+        elif max(data["height"], data["width"]) > lo:
+            side = "height" if data["height"] >= data["width"] else "width"
+            data[side] -= 1
+            data["max_steps"] = int(min(120, max(30, per_cell * (data["height"]
+                                                                 + data["width"]))))
+            data["name"] = world_name(theme, seed, data["height"], data["width"])
+        else:
+            break
+    return data
 
 
 class ProceduralBackend:

@@ -2,8 +2,10 @@
 
 ``solve`` enumerates every state reachable from the level's start state with the batched engine
 itself (``GridEngine.transition``), so the oracle can never disagree with the dynamics it scores:
-the frontier is expanded in chunks of ``CHUNK_ROWS`` rows, one row per (state, action, joint
-outcome of the stochastic components), and the next states are deduplicated by a byte key of
+the frontier is expanded in chunks of ``CHUNK_ROWS`` rows, one row per state and distinct
+transition (an action and a joint outcome of the stochastic components; pairs that the action
+stage maps to the same effective action with the same other outcomes are one transition, see
+``_distinct_columns``), and the next states are deduplicated by a byte key of
 (grid, position, direction, carrying, component extras); the time step, random counters and
 level index are not part of a state. Finite-horizon value iteration then runs backwards over
 t = max_steps .. 1, vectorized over (states, actions, outcomes), with the reward of step t equal
@@ -23,7 +25,12 @@ warning.
 
 Assumptions (true of every registered component): transitions and rewards depend on the state
 and the action only, not on the time step; stochastic components expose their discrete outcomes
-through ``num_outcomes`` / ``outcome_probs`` and outcomes of different components are independent.
+through ``num_outcomes`` / ``outcome_probs`` and outcomes of different components are independent;
+the action stage maps (action, its components' outcomes) to the effective action independently
+of the state, and later stages read only the effective action.
+
+``state_count_bound`` bounds the reachable states of any level of a spec from the spec alone (the
+procedural generator sizes its proposals with it).
 
 ``random_return`` measures the uniform-random policy by batched rollouts and
 ``normalized_scores`` turns a return into the two leaderboard scores.
@@ -143,26 +150,29 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
     probs = probs[keep]
     digits = {name: d[keep] for name, d in digits.items()}
     K = len(probs)
+    # the distinct transitions of a state: (action, outcome) pairs that the action stage maps
+    # to the same effective action (with the same other outcomes) are stepped once
+    rep_action, rep_digits, columns = _distinct_columns(spec, bank, device, digits, K)
+    U = len(rep_action)
     engines: dict[int, tuple[GridEngine, torch.Tensor, dict[str, torch.Tensor]]] = {}
 
     def batch_engine(states: int):
-        """An engine that steps ``states`` states x actions x outcomes at once (cached)."""
+        """An engine that steps the ``U`` distinct rows of ``states`` states at once
+        (cached)."""
         if states not in engines:
-            R = states * NUM_ACTIONS * K
+            R = states * U
             eng = GridEngine(spec, num_envs=R, device=device, banks=[bank], final_obs=False)
-            row = torch.arange(R, device=eng.device)
-            actions = (row // K) % NUM_ACTIONS  # (R,)
-            outcomes = {name: torch.from_numpy(d).to(eng.device)[row % K]
-                        for name, d in digits.items()}
+            col = torch.arange(R, device=eng.device) % U
+            actions = torch.from_numpy(rep_action).to(eng.device)[col]  # (R,)
+            outcomes = {name: torch.from_numpy(d).to(eng.device)[col]
+                        for name, d in rep_digits.items()}
             engines[states] = (eng, actions, outcomes)
         return engines[states]
 
     try:
-        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T,
-                           budget=state_budget)
+        graph = _enumerate(batch_engine, U, L, state_cap, T, budget=state_budget)
     except _HashCollision:  # astronomically rare: the exact byte-keyed index, same ids
-        graph = _enumerate(batch_engine, NUM_ACTIONS * K, L, state_cap, T, hashed=False,
-                           budget=state_budget)
+        graph = _enumerate(batch_engine, U, L, state_cap, T, hashed=False, budget=state_budget)
     except StateBudgetExceeded as exc:
         raise StateBudgetExceeded(
             f"{spec.name}: its {L} levels have more than {state_budget:,} reachable states in "
@@ -182,10 +192,10 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
     N = nxt.shape[0]
     keep_plan = plan and not stochastic and T * N <= PLAN_BUDGET
     decay = np.float32(probe.time_decay[0].item())
-    values, policy = _value_iteration(nxt, fixed, timed, probs, decay, T, keep_plan,
+    values, policy = _value_iteration(nxt, fixed, timed, columns, probs, decay, T, keep_plan,
                                       np.maximum(starts, 0), depth)
     top = np.float32(1.0) - decay / np.float32(T)  # the largest timed factor (step 1)
-    pays = ((fixed + np.maximum(timed, 0) * top) > 0).reshape(N, NUM_ACTIONS * K).any(1)
+    pays = ((fixed + np.maximum(timed, 0) * top) > 0).any(1)  # (N,): some transition pays
     positive = np.zeros(L, dtype=bool)
     positive[np.unique(owner[pays])] = True
     share = (time.perf_counter() - start) / L
@@ -196,30 +206,68 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
             continue
         out.append(OracleResult(
             optimal_return=float(values[i]), exact=True, num_states=int(counts[i]),
-            plan=_read_plan(policy, nxt, int(starts[i])) if policy is not None else None,
+            plan=(_read_plan(policy, nxt, int(starts[i]), columns) if policy is not None
+                  else None),
             positive_reachable=bool(positive[i]), stochastic=stochastic, horizon=T,
             seconds=share,
         ))
     return out
 
 
+def _distinct_columns(spec, bank: LevelBank, device, digits: dict[str, np.ndarray], K: int
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The distinct transitions among a state's ``NUM_ACTIONS * K`` (action, joint outcome)
+    rows.
+
+    The action stage (``slippery``, ``permuted_controls``) turns the chosen action and its own
+    components' outcomes into the effective action, and the later stages read only that action
+    and their own outcomes; so rows with the same effective action and the same outcomes of the
+    other components step to the same state with the same reward (a slip replaces every action
+    by the same one: 56 rows of a slippery world are 7 distinct transitions). The effective
+    action does not depend on the state, so one engine step of the A * K rows from a level's
+    start finds it.
+
+    Returns ``(action, digits, columns)``: the representative row of each distinct transition,
+    its action (U,) int64 and outcome digits per component (U,), in order of first row, and
+    ``columns`` (A, K) int64, the distinct transition of (action a, joint outcome k).
+    """
+    A = NUM_ACTIONS
+    rows = np.arange(A * K)
+    actions, outcome = rows // K, rows % K
+    acting = [name for name in digits if REGISTRY[name].stage == "action"]
+    if not acting:  # every row is its own transition
+        return actions, {n: d[outcome] for n, d in digits.items()}, rows.reshape(A, K)
+    eng = GridEngine(spec, num_envs=A * K, device=device, banks=[bank], final_obs=False)
+    forced = {n: torch.from_numpy(d[outcome]).to(eng.device) for n, d in digits.items()}
+    ctx = eng.transition(eng.state, torch.from_numpy(actions).to(eng.device), forced)
+    effective = ctx.action.cpu().numpy().astype(np.int64)
+    key = np.stack([effective, *(d[outcome] for n, d in digits.items() if n not in acting)], 1)
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    rep = first[order]
+    return (actions[rep], {n: d[outcome[rep]] for n, d in digits.items()},
+            rank[inv.reshape(-1)].astype(np.int64).reshape(A, K))
+
+
 def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_levels: int,
                state_cap: int, T: int, hashed: bool = True, budget: int | None = None):
     """Breadth-first enumeration of the reachable states of every level with the engine.
 
-    ``batch_engine(n)`` gives an engine that steps n states at once with its action and outcome
-    rows; small frontiers use a small engine (cheap to build), large ones a ``CHUNK_ROWS`` one.
+    ``batch_engine(n)`` gives an engine that steps n states at once, ``rows_per_state`` rows
+    (U, one per distinct transition, see ``_distinct_columns``) per state; small frontiers use
+    a small engine (cheap to build), large ones a ``CHUNK_ROWS`` one.
     State i < ``num_levels`` is the start of level i (bank level i); ids are handed out in BFS
     order, so depths never decrease with the id. Returns ``(next, fixed, timed, owner, counts,
-    over, depth)``: next (N, A, K) int64 state ids (-1: the transition terminates), the fixed
-    and timed rewards (N, A, K) float32 of every transition, the level of each state (N,), the
+    over, depth)``: next (N, U) int64 state ids (-1: the transition terminates), the fixed
+    and timed rewards (N, U) float32 of every transition, the level of each state (N,), the
     states per level (L,), whether a level has more than ``state_cap`` states (L,) bool (it is
     not expanded further) and each state's BFS depth (N,). States first reached at step ``T``
     are never acted from (their rows are
     -1/0). ``hashed`` picks the state index (``_StateIndex``; both give the same ids).
     """
-    A = NUM_ACTIONS
-    K = rows_per_state // A
+    U = rows_per_state
     small = max(1, SMALL_ROWS // rows_per_state)
     big = max(small, CHUNK_ROWS // rows_per_state)
     eng = batch_engine(small)[0]
@@ -248,9 +296,9 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
         per_batch = big if limit - expanded > small else small
         part = _take(pending, min(per_batch, limit - expanded))
         n = _rows(part)
-        nxt = np.full((n, A, K), -1, dtype=np.int64)
-        fixed = np.zeros((n, A, K), dtype=np.float32)
-        timed = np.zeros((n, A, K), dtype=np.float32)
+        nxt = np.full((n, U), -1, dtype=np.int64)
+        fixed = np.zeros((n, U), dtype=np.float32)
+        timed = np.zeros((n, U), dtype=np.float32)
         lvl = part["level"].cpu().numpy()
         active = ~over[lvl]
         if not active.all():  # drop the states of levels above the cap
@@ -297,9 +345,9 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
                     raise StateBudgetExceeded(f"{total:,} found after {expanded + n:,} "
                                               "expanded")
             where = slice(None) if sel is None else sel
-            nxt[where] = rows_nxt.reshape(m_states, A, K)
-            fixed[where] = ctx.reward_fixed[:m].view(m_states, A, K).cpu().numpy()
-            timed[where] = ctx.reward_timed[:m].view(m_states, A, K).cpu().numpy()
+            nxt[where] = rows_nxt.reshape(m_states, U)
+            fixed[where] = ctx.reward_fixed[:m].view(m_states, U).cpu().numpy()
+            timed[where] = ctx.reward_timed[:m].view(m_states, U).cpu().numpy()
         nxt_parts.append(nxt)
         fixed_parts.append(fixed)
         timed_parts.append(timed)
@@ -307,9 +355,9 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
     total = len(index)
     pad = total - expanded
     if pad:
-        nxt_parts.append(np.full((pad, A, K), -1, dtype=np.int64))
-        fixed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
-        timed_parts.append(np.zeros((pad, A, K), dtype=np.float32))
+        nxt_parts.append(np.full((pad, U), -1, dtype=np.int64))
+        fixed_parts.append(np.zeros((pad, U), dtype=np.float32))
+        timed_parts.append(np.zeros((pad, U), dtype=np.float32))
     return (np.concatenate(nxt_parts), np.concatenate(fixed_parts),
             np.concatenate(timed_parts), owner_buf[:total].copy(), counts, over,
             depth[:total].copy())
@@ -497,30 +545,36 @@ def _expand(base: GridState, part: dict[str, torch.Tensor], repeat: int, R: int)
     )
 
 
-def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, probs: np.ndarray,
-                     decay: np.float32, T: int, keep_plan: bool, starts: np.ndarray,
-                     depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray,
+                     columns: np.ndarray, probs: np.ndarray, decay: np.float32, T: int,
+                     keep_plan: bool, starts: np.ndarray, depth: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Backward induction over t = T..1; returns V_0 of the ``starts`` state ids and,
     if asked, the (T, N) uint8 greedy policy. Runs in numpy: at these sizes it beats torch's CPU
     kernels, and the result does not depend on the device the states were enumerated on.
+
+    ``nxt``, ``fixed``, ``timed`` (N, U) hold each state's distinct transitions and ``columns``
+    (A, K) the transition of each (action, outcome) pair: the continuation value of a distinct
+    transition is looked up once, then read by every pair it serves (the same elementwise
+    arithmetic as over all (action, outcome) rows, so identical values).
 
     ``depth`` (N,), the BFS depth of each state, nondecreasing with the id: a state first reached
     at depth d is never acted from before time d, so step t only updates the states of depth
     < t, a prefix of the ids (the same arithmetic on every state it updates, so the same values
     and plans as updating all of them)."""
-    N, A, K = nxt.shape
-    # (K, A, N) layout: the max over actions and the sum over outcomes run over long contiguous
-    # rows (the same elementwise arithmetic as over the (N, A, K) layout, so identical values)
-    idx = np.ascontiguousarray(np.where(nxt < 0, N, nxt).transpose(2, 1, 0))
-    base = np.ascontiguousarray(fixed.transpose(2, 1, 0)).astype(np.float64)
-    timed_t = np.ascontiguousarray(timed.transpose(2, 1, 0))
-    fixed_t = np.ascontiguousarray(fixed.transpose(2, 1, 0))
-    if K == 1:  # deterministic: drop the outcome axis
-        idx, base = idx[0], base[0]
+    N, U = nxt.shape
+    A, K = columns.shape
+    identity = K == 1 and U == A and np.array_equal(columns[:, 0], np.arange(A))
+    # (U, N) layout: the max over actions and the sum over outcomes run over long contiguous
+    # rows
+    idx = np.ascontiguousarray(np.where(nxt < 0, N, nxt).T)
+    fixed_t = np.ascontiguousarray(fixed.T)
+    timed_t = np.ascontiguousarray(timed.T)
+    base = fixed_t.astype(np.float64)
     # timed rewards are sparse (goal-like events): only those entries change with t
     spots = np.flatnonzero(timed_t.reshape(-1) != 0)
     spot_fixed, spot_timed = fixed_t.reshape(-1)[spots], timed_t.reshape(-1)[spots]
-    spot_state, spot_row = spots % N, spots // N  # state id and (outcome, action) row
+    spot_state, spot_row = spots % N, spots // N  # state id and transition row
     # states updated at step t: ids below limits[t - 1] (depth <= t - 1)
     limits = (np.full(T, N, dtype=np.int64) if depth is None
               else np.searchsorted(depth, np.arange(T), side="right"))
@@ -529,32 +583,36 @@ def _value_iteration(nxt: np.ndarray, fixed: np.ndarray, timed: np.ndarray, prob
     horizon = np.float32(T)
     for t in range(T, 0, -1):
         n = int(limits[t - 1])
-        cont = value[idx[..., :n]]  # ([K,] A, n) continuation values
-        q = cont + base[..., :n]
+        cont = value[idx[:, :n]]  # (U, n) continuation values
+        q = cont + base[:, :n]
         if len(spots):  # the engine's float32 arithmetic, term by term
             inside = spot_state < n
-            flat = spot_row[inside] * n + spot_state[inside]  # spots in the (.., n) prefix
+            flat = spot_row[inside] * n + spot_state[inside]  # spots in the (U, n) prefix
             factor = np.float32(1.0) - decay * np.float32(t) / horizon
             reward = (spot_fixed[inside] + spot_timed[inside] * factor).astype(np.float64)
             q.reshape(-1)[flat] = cont.reshape(-1)[flat] + reward
         if K > 1:  # expectation summed in a fixed order: bitwise reproducible on any machine
-            mean = q[0] * probs[0]
+            mean = q[columns[:, 0]] * probs[0]  # (A, n)
             for k in range(1, K):
-                mean += q[k] * probs[k]
+                mean += q[columns[:, k]] * probs[k]
             q = mean
+        elif not identity:
+            q = q[columns[:, 0]]
         value[:n] = q.max(0)
         if policy is not None:
             policy[t - 1, :n] = q.argmax(0)
     return value[starts], policy
 
 
-def _read_plan(policy: np.ndarray, nxt: np.ndarray, start: int = 0) -> list[int]:
-    """Follow the greedy policy from state ``start`` until termination or truncation."""
+def _read_plan(policy: np.ndarray, nxt: np.ndarray, start: int = 0,
+               columns: np.ndarray | None = None) -> list[int]:
+    """Follow the greedy policy from state ``start`` until termination or truncation (``nxt``
+    (N, U) and ``columns`` (A, 1) as in ``_value_iteration``; no columns: U = A)."""
     s, out = start, []
     for t in range(policy.shape[0]):
         a = int(policy[t, s])
         out.append(a)
-        s = int(nxt[s, a, 0])
+        s = int(nxt[s, a if columns is None else int(columns[a, 0])])
         if s < 0:
             break
     return out
@@ -657,32 +715,58 @@ def return_upper_bound(spec, level: Level) -> float:
     return total
 
 
+def state_count_bound(spec) -> int:
+    """An upper bound on the reachable states of any one level of ``spec``, from the spec alone
+    (cheap: no level is drawn). A state is (agent cell, facing, the cells that can change, the
+    components' extras): the agent stands on one of the C cells inside the border (all H x W
+    cells without one) and faces one of 4 ways; one key (``keys_doors`` with a locked door in
+    the layout) lies on one of the C cells or is carried, and its door is locked or open; each
+    coin is there or collected; the boxes lie on C-choose-boxes cells; each cracked cell is
+    whole or collapsed; checkpoints add their progress counter (0..n); coverage adds a visited
+    bit per cell. Every other component keeps the grid as it is.
+
+    Example:
+        >>> from autoworld.envs.catalogue import load_world
+        >>> state_count_bound(load_world("DoorKey-8x8")) >= 4_000
+        True
+    """
+    lay, obj = spec.layout, spec.objects
+    border = getattr(lay, "border", True)
+    cells = (spec.height - 2) * (spec.width - 2) if border else spec.height * spec.width
+    kinds = {c.kind for factor in (spec.transition, spec.reward) for c in factor}
+    bound = cells * 4
+    locked = lay.kind == "doorkey" or (lay.kind == "rooms" and lay.locked_doors > 0)
+    if locked and "keys_doors" in kinds:
+        bound *= (cells + 1) * 2
+    bound *= 2 ** obj.coins
+    if lay.kind == "sokoban":
+        bound *= math.comb(cells, lay.boxes)
+    if obj.cracked > 0 and "collapsing_floor" in kinds:
+        bound *= 2 ** int(round(obj.cracked * cells))
+    if obj.checkpoints:
+        bound *= obj.checkpoints + 1
+    if "coverage" in kinds:
+        bound *= 2 ** cells
+    return int(bound)
+
+
 # ====================================================================== random policy
 def random_return(spec, level: Level, episodes: int = 256, seed: int = 0,
                   device: str | torch.device = "cpu") -> float:
     """Mean return of the uniform-random policy on ``level`` over ``episodes`` batched episodes
     (each env's rewards are summed until its first episode ends). Deterministic for a seed."""
-    eng = GridEngine(spec, num_envs=episodes, device=device, seed=seed,
-                     banks=[LevelBank.from_levels([level])], final_obs=False)
-    eng.reset(level_ids=torch.zeros(episodes, dtype=torch.long))
-    gen = torch.Generator().manual_seed(seed)
-    total = torch.zeros(episodes, dtype=torch.float64, device=eng.device)
-    alive = torch.ones(episodes, dtype=torch.bool, device=eng.device)
-    for _ in range(spec.max_steps):
-        a = torch.randint(0, NUM_ACTIONS, (episodes,), generator=gen).to(eng.device)
-        _, reward, terminated, truncated, _ = eng.step(a)
-        total += torch.where(alive, reward.double(), 0.0)
-        alive &= ~(terminated | truncated)
-        if not bool(alive.any()):
-            break
-    return math.fsum(total.cpu().tolist()) / episodes  # exact sum: independent of threads
+    return random_returns(spec, [level], episodes=episodes, seed=seed, device=device)[0]
 
 
 def random_returns(spec, levels: Sequence[Level], episodes: int = 256, seed: int = 0,
                    device: str | torch.device = "cpu") -> list[float]:
     """``random_return`` of several levels of one world in one batched engine (identical
     results): level i's episodes are envs ``i * episodes ..``, each with the random key and the
-    action stream that env would have in a one-level run."""
+    action stream that env would have in a one-level run.
+
+    The episodes advance by the engine's transition alone (no observations, no resets: only the
+    first episode of an env counts), with the reward, the time step and the random counter of
+    ``GridEngine.step``, so the returns are those of stepping the engine."""
     levels = list(levels)
     L = len(levels)
     if L == 0:
@@ -695,11 +779,18 @@ def random_returns(spec, levels: Sequence[Level], episodes: int = 256, seed: int
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros(B, dtype=torch.float64, device=eng.device)
     alive = torch.ones(B, dtype=torch.bool, device=eng.device)
+    s = eng.state
+    horizon = eng.max_steps.to(torch.float32)
     for _ in range(spec.max_steps):
         a = torch.randint(0, NUM_ACTIONS, (episodes,), generator=gen).repeat(L).to(eng.device)
-        _, reward, terminated, truncated, _ = eng.step(a)
+        ctx = eng.transition(s, a)
+        s.t = s.t + 1
+        # GridEngine.step's reward, term by term
+        reward = ctx.reward_fixed + ctx.reward_timed * (
+            1.0 - eng.time_decay * s.t.to(torch.float32) / horizon)
+        s.tick = s.tick + 1
         total += torch.where(alive, reward.double(), 0.0)
-        alive &= ~(terminated | truncated)
+        alive &= ~(ctx.terminated | (s.t >= eng.max_steps))
         if not bool(alive.any()):
             break
     per_level = total.cpu().view(L, episodes).tolist()

@@ -119,3 +119,60 @@ def test_pass_rate_at_least_95_percent():
     rate = sum(r.ok for r in results) / len(results)
     failures = [r.error for r in results if not r.ok]
     assert rate >= 0.95, failures
+
+
+SIZED_THEMES = ["vault of gold", "foggy rooms with keys and doors", "sokoban warehouse",
+                "crumbling bridge over fire", "checkpoint race", "explore the map",
+                "coins in the dark", "a dungeon"]
+
+
+def test_proposals_fit_the_level_state_bound():
+    """Every proposal's state-count bound is at most LEVEL_STATE_BOUND (heavy draws are sized
+    down), so 15 levels stay under the generator's default state budget."""
+    from autoworld.envs.grid.oracle import state_count_bound
+    from autoworld.generator.generate import GeneratorConfig
+    from autoworld.generator.procedural import LEVEL_STATE_BOUND
+
+    assert GeneratorConfig().state_budget > 15 * LEVEL_STATE_BOUND
+    for theme in SIZED_THEMES:
+        for seed in range(0, 4000, 97):
+            for simplify in (0, 1):
+                spec = parse_spec(sample_spec(theme, seed, simplify=simplify))
+                assert state_count_bound(spec) <= LEVEL_STATE_BOUND, (theme, seed)
+
+
+def test_sizing_down_only_touches_heavy_draws(monkeypatch):
+    """A draw within the bound is proposed as drawn; a heavy one keeps its theme's features
+    (components and layout) and loses coins, cracked floor or size."""
+    from autoworld.generator import procedural
+
+    heavy = light = 0
+    for seed in range(0, 3000, 61):
+        drawn = procedural.sample_spec("vault of gold", seed)
+        monkeypatch.setattr(procedural, "LEVEL_STATE_BOUND", 10**12)
+        raw = procedural.sample_spec("vault of gold", seed)
+        monkeypatch.undo()
+        if drawn == raw:
+            light += 1
+            continue
+        heavy += 1
+        assert [c["kind"] for c in drawn["transition"]] == [c["kind"] for c in raw["transition"]]
+        assert drawn["layout"] == raw["layout"] and drawn["reward"] == raw["reward"]
+        assert drawn["objects"].get("coins", 0) <= raw["objects"].get("coins", 0)
+        assert drawn["height"] * drawn["width"] <= raw["height"] * raw["width"]
+    assert heavy and light
+
+
+@pytest.mark.parametrize("theme", SIZED_THEMES)
+def test_state_count_bound_holds_on_generated_levels(theme):
+    """oracle.state_count_bound is an upper bound of the exact state count of every level
+    (solved with the bound as the state cap: a level above it would come back inexact)."""
+    from autoworld.envs.grid.levels import generate_level
+    from autoworld.envs.grid.oracle import solve_many, state_count_bound
+
+    for seed in range(3):
+        spec = parse_spec(sample_spec(theme, seed))
+        bound = state_count_bound(spec)
+        levels = [generate_level(spec, "test", i, exact=False) for i in range(2)]
+        for res in solve_many(spec, levels, state_cap=bound):
+            assert res.exact and 0 < res.num_states <= bound

@@ -3,6 +3,8 @@ and normalized scores."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -223,7 +225,7 @@ def test_state_index_runs_give_the_ids_of_a_dict():
 
 
 @pytest.mark.parametrize("world", ["DoorKey-8x8", "SlipperyDeceptive-7x7"])
-def test_value_iteration_over_depth_prefixes_equals_the_full_sweep(world):
+def test_value_iteration_over_depth_prefixes_equals_the_full_sweep(world, monkeypatch):
     """Updating only the states reachable by time t gives the same values, bit for bit, and the
     same plans as updating every state at every step."""
     from autoworld.envs.grid import oracle
@@ -231,25 +233,21 @@ def test_value_iteration_over_depth_prefixes_equals_the_full_sweep(world):
 
     spec = load_world(world)
     levels = [bank(spec, "validation").level(i) for i in range(2)]
-    graphs = []
-    real = oracle._enumerate
-    oracle._enumerate = lambda *a, **k: graphs.append(real(*a, **k)) or graphs[-1]
-    try:
-        solve_many(spec, levels)
-    finally:
-        oracle._enumerate = real
-    nxt, fixed, timed, _, _, _, depth = graphs[0]
-    K = nxt.shape[2]
-    probs = np.full(K, 1.0 / K)
-    T, starts = spec.max_steps, np.arange(len(levels))
-    args = (nxt, fixed, timed, probs, np.float32(0.5), T, K == 1, starts)
-    v_full, p_full = oracle._value_iteration(*args)
-    v_pre, p_pre = oracle._value_iteration(*args, depth)
+    calls = []
+    real = oracle._value_iteration
+    monkeypatch.setattr(oracle, "_value_iteration",
+                        lambda *a: calls.append(a) or real(*a))
+    solve_many(spec, levels)
+    nxt, fixed, timed, columns, probs, decay, T, _, starts, depth = calls[0]
+    args = (nxt, fixed, timed, columns, probs, decay, T, columns.shape[1] == 1, starts)
+    v_full, p_full = real(*args)
+    v_pre, p_pre = real(*args, depth)
     assert np.array_equal(v_full, v_pre)
     assert depth[0] == 0 and np.all(np.diff(depth) >= 0)
     if p_full is not None:
         for s in starts:
-            assert oracle._read_plan(p_full, nxt, int(s)) == oracle._read_plan(p_pre, nxt, int(s))
+            assert oracle._read_plan(p_full, nxt, int(s), columns) == \
+                oracle._read_plan(p_pre, nxt, int(s), columns)
 
 
 def test_a_state_budget_stops_the_pass_with_a_clear_error():
@@ -262,3 +260,93 @@ def test_a_state_budget_stops_the_pass_with_a_clear_error():
         solve_many(spec, levels, state_budget=500)
     within = solve_many(spec, levels, state_budget=10**7)
     assert all(_same(a, b) for a, b in zip(within, solve_many(spec, levels), strict=True))
+
+
+def _every_row(spec, bank, device, digits, K):
+    """``_distinct_columns`` without merging: every (action, outcome) row stepped by itself."""
+    from autoworld.envs.grid.engine import NUM_ACTIONS
+
+    rows = np.arange(NUM_ACTIONS * K)
+    return (rows // K, {n: d[rows % K] for n, d in digits.items()},
+            rows.reshape(NUM_ACTIONS, K))
+
+
+@pytest.mark.parametrize("transition", [
+    [{"kind": "cardinal"}, {"kind": "slippery", "prob": 0.2}],
+    [{"kind": "turn_forward"}, {"kind": "slippery", "prob": 0.3}, {"kind": "wind", "prob": 0.2},
+     {"kind": "keys_doors"}],
+    [{"kind": "cardinal"}, {"kind": "permuted_controls", "permutation": [1, 2, 0, 3, 5, 4, 6]},
+     {"kind": "slippery", "prob": 0.1}, {"kind": "wind", "direction": 2, "prob": 0.3}],
+])
+def test_distinct_transitions_give_the_figures_of_every_row(transition, monkeypatch):
+    """Stepping each state's distinct transitions once (a slip replaces every action by the
+    same one) gives the same values, state counts and reachability, bit for bit, as stepping
+    all NUM_ACTIONS x outcomes rows."""
+    from autoworld.envs.grid import oracle
+
+    spec = make_spec(height=6, width=6, max_steps=14, objects={"coins": 2, "goal": True},
+                     transition=transition,
+                     reward=[{"kind": "reach_goal", "time_decay": 0.5},
+                             {"kind": "collect_items", "reward": 0.3},
+                             {"kind": "step_penalty", "cost": 0.01}],
+                     layout={"kind": "rooms", "rooms_x": 2, "rooms_y": 1,
+                             "locked_doors": int(any(c["kind"] == "keys_doors"
+                                                     for c in transition))})
+    levels = [generate_level(spec, "test", i, exact=False) for i in range(3)]
+    seen = []
+    real = oracle._distinct_columns
+    monkeypatch.setattr(oracle, "_distinct_columns",
+                        lambda *a: seen.append(real(*a)) or seen[-1])
+    merged = solve_many(spec, levels)
+    rows_per_state = len(seen[0][0])
+    assert rows_per_state < seen[0][2].size  # fewer rows stepped than (action, outcome) pairs
+    monkeypatch.setattr(oracle, "_distinct_columns", _every_row)
+    assert all(_same(a, b) for a, b in zip(merged, solve_many(spec, levels), strict=True))
+
+
+@pytest.mark.parametrize("world", ["SlipperyDeceptive-7x7", "DoorKey-8x8", "CrumblingBridge-9x9"])
+def test_random_returns_equal_stepping_the_engine(world):
+    """The transition-only rollouts of ``random_returns`` give the returns of stepping the
+    engine (observations, autoreset and all) with the same actions, bit for bit."""
+    from autoworld.envs.grid.engine import NUM_ACTIONS
+    from autoworld.envs.grid.levels import bank
+
+    spec = load_world(world)
+    levels = [bank(spec, "validation").level(i) for i in range(2)]
+    episodes, L = 16, 2
+    eng = GridEngine(spec, num_envs=L * episodes, seed=5,
+                     banks=[LevelBank.from_levels(levels)], final_obs=False,
+                     env_index=list(range(episodes)) * L)
+    eng.reset(level_ids=torch.arange(L).repeat_interleave(episodes))
+    gen = torch.Generator().manual_seed(5)
+    total = torch.zeros(L * episodes, dtype=torch.float64)
+    alive = torch.ones(L * episodes, dtype=torch.bool)
+    for _ in range(spec.max_steps):
+        a = torch.randint(0, NUM_ACTIONS, (episodes,), generator=gen).repeat(L)
+        _, reward, terminated, truncated, _ = eng.step(a)
+        total += torch.where(alive, reward.double(), 0.0)
+        alive &= ~(terminated | truncated)
+    expected = [math.fsum(row) / episodes for row in total.view(L, episodes).tolist()]
+    assert random_returns(spec, levels, episodes=episodes, seed=5) == expected
+
+
+def test_state_count_bound_holds_on_every_catalogue_level():
+    """The stored exact state count of every catalogue level is within state_count_bound."""
+    import json
+
+    from autoworld.envs.catalogue import levels_path, list_worlds
+    from autoworld.envs.grid.oracle import state_count_bound
+
+    checked = 0
+    for name in list_worlds(generated=True):
+        spec = load_world(name)
+        if getattr(spec, "family", "grid") != "grid" or not levels_path(name).is_file():
+            continue
+        bound = state_count_bound(spec)
+        data = json.loads(levels_path(name).read_text(encoding="utf-8"))
+        for entries in data["splits"].values():
+            for e in entries:
+                if e["optimal_exact"]:
+                    assert e["num_states"] <= bound, (name, e["num_states"], bound)
+                    checked += 1
+    assert checked > 300
