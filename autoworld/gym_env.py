@@ -88,7 +88,8 @@ def _resolve_worlds(world: WorldLike | None, spec: WorldLike | None,
 def _build_engine(worlds: list[GridWorldSpec], num_envs: int, *, device: str | torch.device,
                   seed: int, world_ids: Sequence[int] | None, split: str,
                   max_episode_steps: int | None, compile: bool = False,
-                  bucketing: str = "auto") -> GridEngine | BucketedGridEngine:
+                  bucketing: str = "auto", cuda_graph: bool = False
+                  ) -> GridEngine | BucketedGridEngine:
     banks = None
     if max_episode_steps is not None and any(w.max_steps != max_episode_steps for w in worlds):
         if int(max_episode_steps) < 1:
@@ -100,7 +101,8 @@ def _build_engine(worlds: list[GridWorldSpec], num_envs: int, *, device: str | t
         banks = [bank(w, split) for w in worlds]
         worlds = [w.model_copy(update={"max_steps": int(max_episode_steps)}) for w in worlds]
     return make_engine(worlds, num_envs=num_envs, device=device, seed=seed, world_ids=world_ids,
-                       banks=banks, split=split, compile=compile, bucketing=bucketing)
+                       banks=banks, split=split, compile=compile, bucketing=bucketing,
+                       cuda_graph=cuda_graph)
 
 
 def observation_space(engine: GridEngine) -> spaces.Dict:
@@ -279,6 +281,8 @@ class GridVectorEnv(VectorEnv):
         episode_statistics: add ``info["episode"]`` (turn off under gymnasium's
             ``RecordEpisodeStatistics`` wrapper, which adds its own).
         compile: wrap the engine step in ``torch.compile``.
+        cuda_graph: replay the engine step as a recorded CUDA graph (CUDA devices only; see
+            ``autoworld.envs.grid.graphs``).
         tile: pixels per cell of ``rgb_array`` frames.
         bucketing: how a mix of worlds with different component sets runs: ``"auto"`` (one
             program per component set, see ``autoworld.envs.grid.bucketed``) or ``"none"``.
@@ -302,13 +306,15 @@ class GridVectorEnv(VectorEnv):
                  seed: int | None = None, world_ids: Sequence[int] | None = None,
                  split: str = "train", max_episode_steps: int | None = None,
                  render_mode: str | None = None, episode_statistics: bool = True,
-                 compile: bool = False, tile: int = 16, bucketing: str = "auto") -> None:
+                 compile: bool = False, tile: int = 16, bucketing: str = "auto",
+                 cuda_graph: bool = False) -> None:
         _check_render_mode(render_mode)
         world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         self.engine = _build_engine(world_list, num_envs, device=device,
                                     seed=0 if seed is None else seed, world_ids=world_ids,
                                     split=split, max_episode_steps=max_episode_steps,
-                                    compile=compile, bucketing=bucketing)
+                                    compile=compile, bucketing=bucketing,
+                                    cuda_graph=cuda_graph)
         self.worlds = self.engine.worlds
         self.num_envs = self.engine.num_envs
         self.device = self.engine.device

@@ -81,6 +81,15 @@ done
 # homogeneous runs it should be compared with
 section mixed12_compile 200 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --compile --homogeneous --json
+# the same with each program's step replayed as a recorded CUDA graph (one launch per program) (CUDA only)
+if [ "$dev" = cuda ]; then
+  section mixed12_graph 120 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+    --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --homogeneous --json
+  section mixed12_compile_graph 240 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+    --num-envs "$big" --repeats 3 --steps "$t" --compile --cuda-graph --homogeneous --json
+  section doorkey_graph 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
+    --cuda-graph --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
+fi
 section doorkey_compile 120 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
   --compile --num-envs "$big" --repeats 3 --steps "$t" --json
 echo "=== done in ${SECONDS}s" | tee -a "$log"

@@ -110,6 +110,7 @@ def make_engine(
     split: str = "train",
     final_obs: bool = True,
     compile: bool = False,
+    cuda_graph: bool = False,
     bucketing: Bucketing = "auto",
     overhead_envs: float | None = None,
 ) -> GridEngine | BucketedGridEngine:
@@ -127,7 +128,7 @@ def make_engine(
         raise EngineError(f"bucketing must be one of {BUCKETING_MODES} (got {bucketing!r})")
     world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
     kw = dict(num_envs=num_envs, device=device, seed=seed, world_ids=world_ids, banks=banks,
-              split=split, final_obs=final_obs, compile=compile)
+              split=split, final_obs=final_obs, compile=compile, cuda_graph=cuda_graph)
     if bucketing == "none":
         return GridEngine(world_list, **kw)
     if bucketing == "auto":
@@ -179,6 +180,7 @@ class BucketedGridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
+        cuda_graph: bool = False,
         plan: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
@@ -224,7 +226,8 @@ class BucketedGridEngine:
                 [self.worlds[w] for w in members], num_envs=len(envs), device=self.device,
                 seed=seed, world_ids=[local_world[world_ids[i]] for i in envs],
                 banks=None if banks is None else [banks[w] for w in members], split=split,
-                final_obs=final_obs, compile=compile, env_index=envs, layout=bucket_layout,
+                final_obs=final_obs, compile=compile, cuda_graph=cuda_graph, env_index=envs,
+                layout=bucket_layout,
             ))
             self.bucket_envs.append(torch.tensor(envs, dtype=torch.long, device=self.device))
         order = torch.cat(self.bucket_envs)

@@ -143,6 +143,8 @@ class GridEngine:
         split: which bank to draw (``train``, ``validation`` or ``test``) when banks are not given.
         final_obs: also compute the true final observation of ended episodes (``info``).
         compile: wrap the step in ``torch.compile`` (optional acceleration).
+        cuda_graph: record the step once as a CUDA graph and replay it (CUDA only; see
+            ``autoworld.envs.grid.graphs``); combines with ``compile``.
         env_index: the index each env's random key is derived from, (B,) ints; default
             ``range(B)``. A bucketed batch (``autoworld.envs.grid.bucketed``) passes each env's
             index in the whole batch, so that bucketing does not change any trajectory.
@@ -168,6 +170,7 @@ class GridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
+        cuda_graph: bool = False,
         env_index: Sequence[int] | None = None,
         layout: dict[str, Any] | None = None,
     ) -> None:
@@ -258,6 +261,11 @@ class GridEngine:
         self._step_fn = self._step_impl
         if compile:
             self._step_fn = torch.compile(self._step_impl, dynamic=False)
+        self._graphed = None
+        if cuda_graph:
+            from autoworld.envs.grid.graphs import GraphedStep
+
+            self._graphed = GraphedStep(self)
 
     # ==================================================================== set-up helpers
     def _derive_keys(self, seed: int) -> torch.Tensor:
@@ -386,10 +394,13 @@ class GridEngine:
         not tracked here (see the Gymnasium adapter).
         """
         actions = torch.as_tensor(actions, device=self.device).long()
-        new_state, obs, reward, terminated, truncated, final_obs = self._step_fn(
-            self.state, actions, outcomes
-        )
-        self.state = new_state
+        if self._graphed is not None and outcomes is None:
+            obs, reward, terminated, truncated, final_obs = self._graphed.step(actions)
+        else:
+            new_state, obs, reward, terminated, truncated, final_obs = self._step_fn(
+                self.state, actions, outcomes
+            )
+            self.state = new_state
         info = {"final_obs": final_obs} if final_obs is not None else {}
         return obs, reward, terminated, truncated, info
 

@@ -1,0 +1,108 @@
+"""The CUDA-graph step (``cuda_graph=True``) replays exactly the eager step.
+
+On CPU the recording is emulated (``GraphedStep(emulate=True)``: the same static buffers, outputs
+copied into the recorded tensors), which checks the state handling between replays; on a GPU the
+real graph is recorded and replayed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autoworld.envs.catalogue import load_world
+from autoworld.envs.grid.bucketed import make_engine
+from autoworld.envs.grid.engine import NUM_ACTIONS
+from autoworld.envs.grid.graphs import GraphedStep
+from autoworld.errors import EngineError
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+MIX = ("DoorKey-8x8", "IceRink-9x9", "SlipperyLava-9x9", "WindyCoins-9x9")
+
+
+def test_cuda_graph_on_cpu_names_the_fix():
+    with pytest.raises(EngineError, match="needs a CUDA device.*leave it off on CPU"):
+        make_engine(load_world("DoorKey-8x8"), num_envs=4, device="cpu", cuda_graph=True)
+
+
+def _run(worlds, mode: str, device: str = "cpu", steps: int = 80, num_envs: int = 96,
+         compile_: bool = False, bucketing: str = "auto"):
+    """Every step's (previous obs, obs, reward, terminated, truncated, final obs) of a
+    random-action rollout, with a re-seeded reset and pinned env keys half-way (the eager code
+    paths that replace the state between replays). ``mode``: eager, graph or emulate."""
+    eng = make_engine(worlds, num_envs=num_envs, device=device, seed=3,
+                      cuda_graph=mode == "graph", compile=compile_, bucketing=bucketing)
+    if mode == "emulate":
+        for program in getattr(eng, "buckets", [eng]):
+            program._graphed = GraphedStep(program, emulate=True)
+    gen = torch.Generator(device=device).manual_seed(0)
+    obs = eng.reset()
+    kept = []
+    for t in range(steps):
+        if t == steps // 2:
+            obs = eng.reset(seed=11)
+            eng.set_env_keys(torch.arange(num_envs, device=device) * 7 + 1)
+        actions = torch.randint(0, NUM_ACTIONS, (num_envs,), device=device, generator=gen)
+        prev = obs
+        obs, reward, term, trunc, info = eng.step(actions)
+        kept.append((prev, obs, reward, term, trunc, info.get("final_obs")))
+    return kept, eng
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    elif a is not None:
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("world", ["DoorKey-8x8", "Sokoban-7x7", "SlipperyLava-9x9",
+                                   "WindyCoins-9x9", "CrumblingBridge-9x9"])
+def test_emulated_replay_equals_the_eager_step(world):
+    spec = load_world(world)
+    eager, _ = _run(spec, "eager")
+    replayed, eng = _run(spec, "emulate")
+    assert eng._graphed.recorded
+    # every step kept: observations of earlier steps are not overwritten by later replays
+    _assert_same(eager, replayed)
+
+
+def test_emulated_replay_of_a_bucketed_mix_equals_the_eager_step():
+    worlds = [load_world(n) for n in MIX]
+    eager, eng = _run(worlds, "eager", num_envs=64, bucketing="components")
+    assert eng.num_buckets == 4
+    _assert_same(eager, _run(worlds, "emulate", num_envs=64, bucketing="components")[0])
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("world", ["DoorKey-8x8", "Sokoban-7x7", "SlipperyLava-9x9",
+                                   "WindyCoins-9x9"])
+def test_graph_replay_equals_the_eager_step(world):
+    spec = load_world(world)
+    _assert_same(_run(spec, "eager", "cuda")[0], _run(spec, "graph", "cuda")[0])
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_graph_replay_of_a_bucketed_mix_equals_the_eager_step():
+    worlds = [load_world(n) for n in MIX]
+    eager, eng = _run(worlds, "eager", "cuda", num_envs=64, bucketing="components")
+    assert eng.num_buckets == 4
+    _assert_same(eager, _run(worlds, "graph", "cuda", num_envs=64, bucketing="components")[0])
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@needs_cuda
+def test_graph_of_a_compiled_step_equals_the_eager_step():
+    spec = load_world("DoorKey-8x8")
+    _assert_same(_run(spec, "eager", "cuda", steps=40)[0],
+                 _run(spec, "graph", "cuda", steps=40, compile_=True)[0])
