@@ -58,6 +58,25 @@ def test_results_do_not_depend_on_how_jobs_are_batched():
                                                             policy))
 
 
+def test_serial_executor_keeps_every_pairs_engine():
+    """The pair-after-pair baseline does not rebuild engines in turn (a fair speed baseline)."""
+    policy = PoetPolicy(11, 2, 8)
+    names = ("Empty-6x6", "SlipperyDeceptive-7x7", "DoorKey-8x8", "IceRink-9x9", "Sokoban-7x7",
+             "MirrorLava-9x9")
+    worlds = {f"w{i}": WorldEntry(load_world(n), [], []) for i, n in enumerate(names)}
+    jobs = []
+    for i in range(len(names)):
+        th = policy.init(i)
+        z = torch.zeros_like(th)
+        jobs.append(EsJob(f"a{i}", f"w{i}", th, z, z.clone(), 0, 0.1, 0.05, i, train_levels=8))
+    ex = SerialExecutor(policy)
+    ex.es_steps(worlds, jobs, 4, 1, 0.0)
+    first = {id(e) for e in ex.runner._engines.values()}
+    ex.es_steps(worlds, jobs, 4, 1, 0.0)
+    assert len(first) == len(names)
+    assert {id(e) for e in ex.runner._engines.values()} == first
+
+
 @pytest.mark.slow
 def test_ray_backend_matches_local(tmp_path):
     ray = pytest.importorskip("ray")
