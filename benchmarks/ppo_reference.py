@@ -73,7 +73,7 @@ def run_autoworld(spec, args) -> tuple[float, int, object]:
     from autoworld.learners.ppo import PPO, PPOConfig
 
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
-                    anneal_lr=False, update_epochs=args.epochs,
+                    anneal_lr=args.anneal_lr == "yes", update_epochs=args.epochs,
                     num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
                     gae_lambda=args.gae_lambda, clip_coef=args.clip,
                     max_grad_norm=args.max_grad_norm, clip_vloss=args.clip_vloss == "yes",
@@ -174,10 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     aw.add_argument("--dense-layers", type=int, default=1)
     aw.add_argument("--shared-trunk", default="yes", choices=["yes", "no"])
     aw.add_argument("--clip-vloss", default="yes", choices=["yes", "no"])
+    aw.add_argument("--anneal-lr", default="no", choices=["yes", "no"],
+                    help="yes: decay autoworld's learning rate linearly to 0 over the budget "
+                         "(its PPO default; stable-baselines3 keeps --lr constant).")
     aw.add_argument("--value-loss", default="half-mse", choices=["half-mse", "mse"],
                     help="half-mse: 0.5 * vf_coef * mse (CleanRL); mse: vf_coef * mse "
                     "(stable-baselines3), i.e. autoworld's vf_coef doubled.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per validation level.")
+    ap.add_argument("--heldout-levels", type=int, default=200,
+                    help="Also score on this many test-split levels (0: skip); the 5 validation "
+                         "levels resolve one step on one level as ~0.1%%, these finer.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -197,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bank(spec, "train")
     oracle_values(spec, "validation")
+    heldout = args.heldout_levels or None
+    if heldout:
+        oracle_values(spec, "test", heldout)
     # The first torch.optim.Adam imports torch._dynamo (seconds); SB3 builds its optimizer
     # before its timer starts, so pay that import here for both.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -214,23 +223,35 @@ def main(argv: list[str] | None = None) -> int:
         wall, steps, policy = fn(spec, args)
         # sampled actions (how the policy trained) and the argmax action (stable-baselines3's
         # evaluate_policy default), the same validation levels and seeds for both
-        if isinstance(policy, dict):
-            res = evaluate(policy["sampled"], spec, "validation", args.eval_episodes, args.device,
-                           seed=args.seed)
-            greedy = evaluate(policy["greedy"], spec, "validation", args.eval_episodes,
-                              args.device, seed=args.seed)
-        else:
-            res = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
-                           seed=args.seed)
-            greedy = evaluate(policy, spec, "validation", args.eval_episodes, args.device,
-                              seed=args.seed, greedy=True)
+        sampled_fn, greedy_fn = ((policy["sampled"], policy["greedy"])
+                                 if isinstance(policy, dict) else (policy, policy))
+        greedy_kw = {} if isinstance(policy, dict) else {"greedy": True}
+
+        def score(fn, split, episodes, levels=None, **kw):
+            return evaluate(fn, spec, split, episodes, args.device, seed=args.seed,
+                            levels=levels, **kw)
+
+        res = score(sampled_fn, "validation", args.eval_episodes)
+        greedy = score(greedy_fn, "validation", args.eval_episodes, **greedy_kw)
+        extra = {}
+        if heldout:
+            # held-out levels: sampled actions over 8 episodes per level, the argmax action once
+            # (deterministic worlds play it the same every time)
+            ho = score(sampled_fn, "test", 8, heldout)
+            hg = score(greedy_fn, "test", 1, heldout, **greedy_kw)
+            optimal = sum(abs(r - o) < 1e-9 for r, o in zip(hg.level_returns, hg.optimal_returns,
+                                                             strict=True)) / len(hg.level_returns)
+            extra = {"heldout_levels": heldout, "heldout_normalized": round(ho.normalized, 4),
+                     "heldout_normalized_greedy": round(hg.normalized, 4),
+                     "heldout_success_greedy": hg.success,
+                     "heldout_optimal_levels_greedy": round(optimal, 4)}
         rows[name] = row = {
             "kind": "result", "implementation": name, "world": spec.name, "steps": steps,
             "wall_s": round(wall, 2), "steps_per_s": round(steps / max(wall, 1e-9)),
             "normalized": round(res.normalized, 4),
             "normalized_gain": round(res.normalized_gain, 4), "success": res.success,
             "normalized_greedy": round(greedy.normalized, 4), "success_greedy": greedy.success,
-            "seed": args.seed, "config": config}
+            **extra, "seed": args.seed, "config": config}
         print(json.dumps(row), flush=True)
     if len(rows) == 2:
         a, b = rows["autoworld"], rows["stable-baselines3"]
@@ -238,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                           "return_delta": round(a["normalized"] - b["normalized"], 4),
                           "return_delta_greedy": round(a["normalized_greedy"]
                                                        - b["normalized_greedy"], 4),
+                          **({"heldout_delta_greedy": round(
+                              a["heldout_normalized_greedy"] - b["heldout_normalized_greedy"], 4),
+                              "heldout_delta": round(a["heldout_normalized"]
+                                                     - b["heldout_normalized"], 4)}
+                             if heldout else {}),
                           "target": "speedup_wall >= 10 and return_delta >= 0",
                           "load_avg_end": os.getloadavg()[0]}), flush=True)
     return 0

@@ -42,13 +42,15 @@ class EvalResult(BaseModel):
     random_returns: list[float] = Field(..., description="Random-policy return per level.")
 
 
-def oracle_values(spec, split: str) -> tuple[list[float], list[float]]:
-    """Per-level (optimal, random) returns of ``spec``'s ``split`` bank: stored values when the
-    bank carries them, else solved (and cached per world content hash)."""
+def oracle_values(spec, split: str, levels: int | None = None
+                  ) -> tuple[list[float], list[float]]:
+    """Per-level (optimal, random) returns of ``spec``'s ``split`` bank (``levels`` levels, the
+    split's default size when None): stored values when the bank carries them, else solved (and
+    cached per world content hash)."""
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.oracle import random_return, solve
 
-    b = bank(spec, split)
+    b = bank(spec, split, size=levels)
     key = (spec.content_hash, split, len(b))
     if key in _oracle_cache:
         return _oracle_cache[key]
@@ -69,7 +71,7 @@ PolicyFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 @torch.no_grad()
 def evaluate(policy: ActorCritic | PolicyFn, spec, split: Literal["validation", "test"] =
              "validation", episodes_per_level: int = 8, device: str | torch.device = "cpu",
-             seed: int = 0, greedy: bool = False) -> EvalResult:
+             seed: int = 0, greedy: bool = False, levels: int | None = None) -> EvalResult:
     """Score ``policy`` on every level of ``spec``'s ``split`` bank.
 
     Args:
@@ -81,15 +83,21 @@ def evaluate(policy: ActorCritic | PolicyFn, spec, split: Literal["validation", 
         device: where the rollouts run.
         seed: seeds the engine and the action sampling.
         greedy: act with the argmax action instead of sampling.
+        levels: score on a bank of this many levels of ``split`` (default: the split's size,
+            ``levels.DEFAULT_SIZES``); larger banks give finer scores, their oracle values are
+            computed on first use.
     """
     from autoworld.envs.grid.engine import GridEngine
+    from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.oracle import normalized_scores
 
-    opt, rnd = oracle_values(spec, split)
+    opt, rnd = oracle_values(spec, split, levels)
     L = len(opt)
     E = int(episodes_per_level)
     B = L * E
-    eng = GridEngine(spec, num_envs=B, device=device, seed=seed, split=split, final_obs=False)
+    banks = None if levels is None else [bank(spec, split, size=levels)]
+    eng = GridEngine(spec, num_envs=B, device=device, seed=seed, split=split, final_obs=False,
+                     banks=banks)
     level_ids = torch.arange(B, device=eng.device) % L
     obs = eng.reset(level_ids=level_ids)
     gen = torch.Generator(device=eng.device).manual_seed(seed)

@@ -105,3 +105,22 @@ def test_random_policy_scores_near_random_baseline() -> None:
     assert res.episodes == 5 * 16
     assert len(res.level_returns) == len(res.optimal_returns) == 5
     assert abs(res.normalized_gain) < 0.15 and res.normalized < 0.2
+
+
+def test_evaluation_on_a_larger_bank_scores_every_level_against_its_oracle() -> None:
+    from autoworld.envs.grid.levels import bank
+    from autoworld.envs.grid.oracle import solve
+
+    spec = load_world("Empty-6x6")
+    gen = torch.Generator().manual_seed(0)
+
+    def uniform(obs):
+        return torch.randint(0, 7, (obs["image"].shape[0],), generator=gen)
+
+    res = evaluate(uniform, spec, "test", episodes_per_level=2, seed=0, levels=12)
+    b = bank(spec, "test", size=12)
+    assert res.episodes == 24 and len(res.level_returns) == 12
+    assert res.optimal_returns == [solve(spec, b.level(i), plan=False).optimal_return
+                                   for i in range(12)]
+    assert all(r <= o + 1e-9 for r, o in zip(res.level_returns, res.optimal_returns,
+                                             strict=True))
