@@ -60,6 +60,9 @@ section arm 60 python benchmarks/arm_throughput.py --device "$dev" --num-envs "4
   --repeats 3 --steps "$t" --json
 section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
   --device "$dev"
+# the same with the engines' steps replayed as recorded CUDA graphs (both executors)
+section poet_graph 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
+  --device "$dev" --cuda-graph
 # the leaderboard sample: 8 methods x 2 worlds x 1 seed at the issue's 1M steps per run, cells
 # in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \

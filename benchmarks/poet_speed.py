@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-serial", action="store_true")
     ap.add_argument("--bucketing", default="auto", choices=("auto", "components", "none"),
                     help="how the batched engine groups worlds (see envs/grid/bucketed.py)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="engines replay recorded CUDA graphs (CUDA only; both executors)")
     ap.add_argument("--run-iterations", type=int, default=0,
                     help="also time a POET run of this many iterations (POET preset)")
     ap.add_argument("--full", action="store_true",
@@ -122,17 +124,17 @@ def main(argv: list[str] | None = None) -> None:
                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
     policy, worlds, jobs = _pairs(args.pairs, args.population, args.world)
     common = {"pairs": args.pairs, "population": args.population, "world": args.world,
-              "bucketing": args.bucketing,
+              "bucketing": args.bucketing, "cuda_graph": args.cuda_graph,
               "buckets": len({tuple(sorted({c.kind for f in (w.spec.transition,
                               w.spec.observation, w.spec.reward) for c in f}))
                               for w in worlds.values()}), **machine}
     if not args.skip_step:
-        batched = _measure(LocalExecutor(policy, args.device, args.bucketing), worlds, jobs,
-                           args.population, args.iterations)
+        batched = _measure(LocalExecutor(policy, args.device, args.bucketing, args.cuda_graph),
+                           worlds, jobs, args.population, args.iterations)
         print(json.dumps({"bench": "batched", **common, **batched}), flush=True)
     if not args.skip_serial and not args.skip_step:
-        serial = _measure(SerialExecutor(policy, args.device), worlds, jobs, args.population,
-                          args.iterations)
+        serial = _measure(SerialExecutor(policy, args.device, args.bucketing, args.cuda_graph),
+                          worlds, jobs, args.population, args.iterations)
         print(json.dumps({"bench": "serial", **common, **serial}), flush=True)
         print(json.dumps({"bench": "ratio", **common, "speedup":
                           serial["seconds_per_iteration"] / batched["seconds_per_iteration"]}),
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
 
         cfg = PoetConfig(iterations=args.run_iterations, max_active=args.pairs,
                          population=args.population, device=args.device, gifs=False,
-                         tensorboard=False, bucketing=args.bucketing)
+                         tensorboard=False, bucketing=args.bucketing,
+                         cuda_graph=args.cuda_graph)
         with tempfile.TemporaryDirectory() as d:
             start, cpu = time.perf_counter(), time.process_time()
             run = PoetRun(cfg, d)

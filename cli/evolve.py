@@ -100,6 +100,9 @@ def evolve(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
     bucketing: str | None = typer.Option(None, "--bucketing", help="Engine grouping of worlds: "
                                          "auto, components or none (speed only)."),
+    cuda_graph: bool | None = typer.Option(None, "--cuda-graph/--no-cuda-graph",
+                                           help="On CUDA, replay engine steps as recorded CUDA "
+                                           "graphs (speed only)."),
     report: Path | None = typer.Option(None, "--report", help="Rebuild the plots and GIFs of "
                                        "RUN_DIR and exit."),
     threads: int = typer.Option(1, "--threads", min=0, help="torch CPU threads (0: torch's "
@@ -131,7 +134,8 @@ def evolve(
                      learner=learner, generator=generator, generator_model=generator_model,
                      world=world, theme=theme, population=population,
                      reproduce_every=reproduce_every, transfer_every=transfer_every,
-                     backend=backend, address=address, bucketing=bucketing)
+                     backend=backend, address=address, bucketing=bucketing,
+                     cuda_graph=cuda_graph)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     out = run_dir or Path("runs") / f"evolve-s{seed}"
     try:
@@ -139,7 +143,8 @@ def evolve(
             # continue with the run's own options; only these may change on resume
             saved = json.loads((out / "config.json").read_text())
             saved.update({k: overrides[k] for k in ("iterations", "device", "backend",
-                                                    "address", "bucketing") if k in overrides})
+                                                    "address", "bucketing", "cuda_graph")
+                           if k in overrides})
             cfg = PoetConfig.model_validate(saved)
         else:
             cfg = (PoetConfig.quick(**overrides) if preset == "quick"

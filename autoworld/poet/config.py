@@ -56,6 +56,9 @@ class PoetConfig(BaseModel):
         "auto", description="How a batched engine groups worlds (envs/grid/bucketed.py): one "
         "program per component set, or one program for all ('none', often faster for small "
         "populations of close mutants). Changes speed only, never results.")
+    cuda_graph: bool = Field(False, description="On a CUDA device, replay every engine step as "
+                             "a recorded CUDA graph (envs/grid/graphs.py; ignored on CPU). "
+                             "Changes speed only, never results.")
 
     # ---------------------------------------------------------------- population
     max_active: int = Field(20, ge=1, le=1000, description="Cap on active (world, agent) pairs; "

@@ -47,9 +47,9 @@ class Executor(Protocol):
 class LocalExecutor:
     """All jobs of a request in one batched engine call on ``device``."""
 
-    def __init__(self, policy: PoetPolicy, device: str = "cpu", bucketing: str = "auto"
-                 ) -> None:
-        self.runner = RolloutEngine(policy, device, bucketing=bucketing)
+    def __init__(self, policy: PoetPolicy, device: str = "cpu", bucketing: str = "auto",
+                 cuda_graph: bool = False) -> None:
+        self.runner = RolloutEngine(policy, device, bucketing=bucketing, cuda_graph=cuda_graph)
 
     @property
     def env_steps(self) -> int:
@@ -191,13 +191,15 @@ class RayExecutor:
 
 
 def make_executor(backend: str, policy: PoetPolicy, device: str = "cpu",
-                  address: str | None = None, bucketing: str = "auto", **kwargs) -> Executor:
+                  address: str | None = None, bucketing: str = "auto",
+                  cuda_graph: bool = False, **kwargs) -> Executor:
     """The executor named by ``backend`` (``local``, ``serial`` or ``ray``); ``bucketing`` is
-    how the local engines group worlds (it changes speed, never results)."""
+    how the local engines group worlds and ``cuda_graph`` whether they replay recorded CUDA
+    graphs on a CUDA device (both change speed, never results; Ray workers use neither)."""
     if backend == "local":
-        return LocalExecutor(policy, device, bucketing)
+        return LocalExecutor(policy, device, bucketing, cuda_graph)
     if backend == "serial":
-        return SerialExecutor(policy, device, bucketing)
+        return SerialExecutor(policy, device, bucketing, cuda_graph)
     if backend == "ray":
         return RayExecutor(policy, device, address, **kwargs)
     raise PoetError(f"backend: unknown backend {backend!r}; use local or ray")

@@ -81,7 +81,8 @@ class PoetRun:
         self.policy = PoetPolicy(config.obs_size, config.embed_dim, config.hidden,
                                  value_head=config.learner == "ppo")
         self.executor = executor or make_executor(config.backend, self.policy, config.device,
-                                                  config.address, config.bucketing)
+                                                  config.address, config.bucketing,
+                                                  cuda_graph=config.cuda_graph)
         self.backend = make_backend(config.generator, config.generator_model)
         self.worlds: dict[str, WorldEntry] = {}
         self.pairs: list[Pair] = []
@@ -490,7 +491,8 @@ class PoetRun:
         tensors, state, self.warnings = load_latest(self.dir / "checkpoints")
         saved = PoetConfig.model_validate(state["config"])
         # options that change the trajectory must match; the iteration budget may grow
-        free = {"iterations", "backend", "address", "device", "gifs", "tensorboard", "bucketing"}
+        free = {"iterations", "backend", "address", "device", "gifs", "tensorboard", "bucketing",
+                "cuda_graph"}
         fixed = saved.model_dump(exclude=free)
         now = self.cfg.model_dump(exclude=free)
         diff = sorted(k for k in fixed if fixed[k] != now[k])

@@ -90,10 +90,13 @@ class RolloutEngine:
     """Runs parameter rows on worlds in one batched engine call; engines are cached by layout."""
 
     def __init__(self, policy: PoetPolicy, device: str | torch.device = "cpu",
-                 cache_size: int = 4, bucketing: str = "auto") -> None:
+                 cache_size: int = 4, bucketing: str = "auto", cuda_graph: bool = False
+                 ) -> None:
         self.policy = policy
         self.bucketing = bucketing
         self.device = torch.device(device)
+        # recorded CUDA graphs of the engine steps: CUDA only (a no-op request on CPU)
+        self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._engines: OrderedDict[tuple, object] = OrderedDict()
         self.cache_size = cache_size
         self.env_steps = 0
@@ -109,6 +112,8 @@ class RolloutEngine:
             banks = [bank(worlds[k].spec, split, size=bank_size) for k in keys]
             specs = [policy_view(worlds[k].spec) for k in keys]
             kw = {} if make_engine.__name__ != "make_engine" else {"bucketing": self.bucketing}
+            if self.cuda_graph:
+                kw["cuda_graph"] = True
             eng = make_engine(specs, num_envs=len(env_world), device=self.device, seed=0,
                               world_ids=env_world, banks=banks, split=split, final_obs=False,
                               **kw)

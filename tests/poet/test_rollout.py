@@ -88,3 +88,58 @@ def test_dropping_ended_episodes_keeps_every_return(monkeypatch):
     kept = run(pop), run(pop.rows())
     assert (dropped[0] != 0).any()  # some episodes reach the goal
     assert torch.equal(dropped[0], kept[0]) and torch.equal(dropped[1], kept[1])
+
+
+def _es_results(executor, worlds, policy):
+    from autoworld.poet.rollout import EsJob
+
+    jobs = []
+    for i, w in enumerate(worlds):
+        th = policy.init(i)
+        z = torch.zeros_like(th)
+        jobs.append(EsJob(f"a{i}", w, th, z, z.clone(), 0, 0.1, 0.05, 10 + i, train_levels=8))
+    first = executor.es_steps(worlds, jobs, 8, 2, 0.01)
+    again = executor.es_steps(worlds, jobs, 8, 2, 0.01)  # replays the recorded engines
+    return [(r.theta, r.mean_return) for r in first + again]
+
+
+def _graphed_rollouts_match(worlds, device, emulate, monkeypatch):
+    from autoworld.envs.grid.graphs import GraphedStep
+    from autoworld.poet.executor import LocalExecutor
+
+    policy = PoetPolicy(11, 2, 8)
+    want = _es_results(LocalExecutor(policy, device, "components"), worlds, policy)
+    if emulate:
+        made = []
+        build = rollout.make_engine
+
+        def graphed(*a, **kw):
+            eng = build(*a, **kw)
+            for program in getattr(eng, "buckets", [eng]):
+                program._graphed = GraphedStep(program, emulate=True)
+                made.append(program)
+            return eng
+
+        monkeypatch.setattr(rollout, "make_engine", graphed)
+    got = _es_results(LocalExecutor(policy, device, "components", cuda_graph=True), worlds,
+                      policy)
+    if emulate:
+        assert made and all(p._graphed.recorded for p in made)
+    for (ta, ra), (tb, rb) in zip(want, got, strict=True):
+        assert torch.equal(ta, tb) and ra == rb
+
+
+def test_poet_rollouts_through_replayed_steps_are_unchanged(monkeypatch):
+    """POET's rollouts reset, pin env keys and step cached engines; replayed steps (emulated
+    recording on CPU) give the same ES results."""
+    worlds = {k: WorldEntry(load_world(n), [], []) for k, n in
+              (("w0", "Empty-6x6"), ("w1", "SlipperyDeceptive-7x7"))}
+    _graphed_rollouts_match(worlds, "cpu", True, monkeypatch)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_poet_rollouts_with_cuda_graphs_are_unchanged(monkeypatch):
+    worlds = {k: WorldEntry(load_world(n), [], []) for k, n in
+              (("w0", "Empty-6x6"), ("w1", "SlipperyDeceptive-7x7"))}
+    _graphed_rollouts_match(worlds, "cuda", False, monkeypatch)
