@@ -89,4 +89,19 @@ def tag_list(spec: Any) -> list[str]:
     return [t[axis] for axis in AXES]
 
 
+def arm_tags(spec: Any) -> dict[str, str]:
+    """The taxonomy of an arm world (``envs/arm``): its reward is ``cumulative`` when it shapes
+    (pays for progress every step), else ``binary`` (the success bonus); it observes its joints
+    and the scene's objects (``full``), with aligned semantics and deterministic kinematics
+    (scenes are drawn at reset, not during an episode).
+
+    Example:
+        >>> from autoworld.envs.arm.registration import load_arm_world
+        >>> arm_tags(load_arm_world("ArmReach-N3"))["reward"]
+        'cumulative'
+    """
+    return {"reward": "cumulative" if spec.shaping > 0 else "binary", "observation": "full",
+            "semantics": "aligned", "dynamics": "deterministic"}
+
+
 ALL_TAGS = tuple(v for axis in AXES for v in VALUES[axis])

@@ -119,17 +119,19 @@ class TextTable(BaseModel):
 
 @cache
 def catalogue_tags(world: str) -> dict[str, str]:
-    """Taxonomy classes of a catalogue world (or spec path); ``unknown`` when it cannot be
-    loaded, so that a store stays readable after a world leaves the catalogue."""
+    """Taxonomy classes of a catalogue world, arm world or spec path; ``unknown`` when it
+    cannot be loaded, so that a store stays readable after a world leaves the catalogue."""
+    from autoworld.envs.catalogue import load_world
     from autoworld.errors import AutoworldError
-    from autoworld.taxonomy import AXES, tags
+    from autoworld.learners.arm_methods import arm_world_arg
+    from autoworld.taxonomy import AXES, arm_tags, tags
 
-    try:
-        from autoworld.envs.catalogue import load_world
-
-        return tags(load_world(world))
-    except (AutoworldError, OSError, ValueError):
-        return dict.fromkeys(AXES, "unknown")
+    for load, tag in ((load_world, tags), (arm_world_arg, arm_tags)):  # grid, then arm names
+        try:
+            return tag(load(world))
+        except (AutoworldError, OSError, ValueError):
+            continue
+    return dict.fromkeys(AXES, "unknown")
 
 
 def _strata(by_world: dict[str, list[float]], worlds: Sequence[str]) -> list[np.ndarray]:

@@ -321,3 +321,14 @@ def test_arm_methods_pair_only_with_arm_worlds() -> None:
         "ArmReach-arm3", "Empty-6x6"]
     with pytest.raises(BenchError, match="unknown world"):
         select_worlds("ArmNothing-arm3", WORLDS, TAGS.__getitem__)
+
+
+def test_arm_worlds_have_taxonomy_classes() -> None:
+    """Arm worlds break down by taxonomy class like grid worlds (not as ``unknown``)."""
+    from autoworld.leaderboard.report import catalogue_tags
+
+    for name in ("ArmReach-N3", "ArmReach-arm3"):
+        assert catalogue_tags(name) == {"reward": "cumulative", "observation": "full",
+                                        "semantics": "aligned", "dynamics": "deterministic"}
+    assert catalogue_tags("DoorKey-8x8")["observation"] == "partial"
+    assert set(catalogue_tags("NoSuchWorld-1").values()) == {"unknown"}
