@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             optimal = sum(abs(r - o) < 1e-9 for r, o in zip(hg.level_returns, hg.optimal_returns,
                                                              strict=True)) / len(hg.level_returns)
             extra = {"heldout_levels": heldout, "heldout_normalized": round(ho.normalized, 4),
+                     "heldout_success": ho.success,
                      "heldout_normalized_greedy": round(hg.normalized, 4),
                      "heldout_success_greedy": hg.success,
                      "heldout_optimal_levels_greedy": round(optimal, 4)}
