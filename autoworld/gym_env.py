@@ -88,7 +88,7 @@ def _resolve_worlds(world: WorldLike | None, spec: WorldLike | None,
 def _build_engine(worlds: list[GridWorldSpec], num_envs: int, *, device: str | torch.device,
                   seed: int, world_ids: Sequence[int] | None, split: str,
                   max_episode_steps: int | None, compile: bool = False,
-                  bucketing: str = "auto", cuda_graph: bool = False
+                  bucketing: str = "auto", cuda_graph: bool | None = None
                   ) -> GridEngine | BucketedGridEngine:
     banks = None
     if max_episode_steps is not None and any(w.max_steps != max_episode_steps for w in worlds):
@@ -282,7 +282,8 @@ class GridVectorEnv(VectorEnv):
             ``RecordEpisodeStatistics`` wrapper, which adds its own).
         compile: wrap the engine step in ``torch.compile``.
         cuda_graph: replay the engine step as a recorded CUDA graph (CUDA devices only; see
-            ``autoworld.envs.grid.graphs``).
+            ``autoworld.envs.grid.graphs``); None: the ``AUTOWORLD_CUDA_GRAPH`` environment
+            default.
         tile: pixels per cell of ``rgb_array`` frames.
         bucketing: how a mix of worlds with different component sets runs: ``"auto"`` (one
             program per component set, see ``autoworld.envs.grid.bucketed``) or ``"none"``.
@@ -307,7 +308,7 @@ class GridVectorEnv(VectorEnv):
                  split: str = "train", max_episode_steps: int | None = None,
                  render_mode: str | None = None, episode_statistics: bool = True,
                  compile: bool = False, tile: int = 16, bucketing: str = "auto",
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool | None = None) -> None:
         _check_render_mode(render_mode)
         world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         self.engine = _build_engine(world_list, num_envs, device=device,

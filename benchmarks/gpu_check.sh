@@ -68,6 +68,13 @@ section poet_graph 100 python benchmarks/poet_speed.py --pairs 20 --population 5
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \
   --worlds DoorKey-8x8,InverseLava-8x8 --seeds 1 --steps "$steps" --device "$dev" \
   --num-envs "$lb_envs" --backend process --workers "$lb_workers" --db "$out/leaderboard.db"
+# the same sample with every engine replaying recorded CUDA graphs (the environment switch)
+if [ "$dev" = cuda ]; then
+  section leaderboard_graph 150 env AUTOWORLD_CUDA_GRAPH=1 autoworld bench \
+    --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto --worlds DoorKey-8x8,InverseLava-8x8 \
+    --seeds 1 --steps "$steps" --device "$dev" --num-envs "$lb_envs" --backend process \
+    --workers "$lb_workers" --db "$out/leaderboard_graph.db"
+fi
 # a whole POET run (POET preset, population 512) with 20 active pairs from the first iteration
 section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
   --skip-step --run-iterations "$poet_iters" --device "$dev"

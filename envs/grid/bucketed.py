@@ -110,7 +110,7 @@ def make_engine(
     split: str = "train",
     final_obs: bool = True,
     compile: bool = False,
-    cuda_graph: bool = False,
+    cuda_graph: bool | None = None,
     bucketing: Bucketing = "auto",
     overhead_envs: float | None = None,
 ) -> GridEngine | BucketedGridEngine:
@@ -180,7 +180,7 @@ class BucketedGridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
-        cuda_graph: bool = False,
+        cuda_graph: bool | None = None,
         plan: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)

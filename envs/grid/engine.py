@@ -144,7 +144,9 @@ class GridEngine:
         final_obs: also compute the true final observation of ended episodes (``info``).
         compile: wrap the step in ``torch.compile`` (optional acceleration).
         cuda_graph: record the step once as a CUDA graph and replay it (CUDA only; see
-            ``autoworld.envs.grid.graphs``); combines with ``compile``.
+            ``autoworld.envs.grid.graphs``); combines with ``compile``. ``None`` (default): on
+            for a CUDA device when the environment sets ``AUTOWORLD_CUDA_GRAPH=1`` (a switch
+            for whole programs, e.g. ``autoworld bench``), else off.
         env_index: the index each env's random key is derived from, (B,) ints; default
             ``range(B)``. A bucketed batch (``autoworld.envs.grid.bucketed``) passes each env's
             index in the whole batch, so that bucketing does not change any trajectory.
@@ -170,7 +172,7 @@ class GridEngine:
         split: str = "train",
         final_obs: bool = True,
         compile: bool = False,
-        cuda_graph: bool = False,
+        cuda_graph: bool | None = None,
         env_index: Sequence[int] | None = None,
         layout: dict[str, Any] | None = None,
     ) -> None:
@@ -262,9 +264,11 @@ class GridEngine:
         if compile:
             self._step_fn = torch.compile(self._step_impl, dynamic=False)
         self._graphed = None
-        if cuda_graph:
-            from autoworld.envs.grid.graphs import GraphedStep
+        from autoworld.envs.grid.graphs import GraphedStep, env_default
 
+        if cuda_graph is None:
+            cuda_graph = self.device.type == "cuda" and env_default()
+        if cuda_graph:
             self._graphed = GraphedStep(self)
 
     # ==================================================================== set-up helpers

@@ -26,6 +26,7 @@ Forced outcomes (``step(actions, outcomes=...)``, used by the oracle) take the e
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from typing import Any
 
@@ -34,6 +35,14 @@ import torch
 from autoworld.errors import EngineError
 
 WARMUP_STEPS = 3  # eager runs on a side stream before recording (allocator, compilation)
+ENV_VAR = "AUTOWORLD_CUDA_GRAPH"
+
+
+def env_default() -> bool:
+    """True when the environment asks every CUDA engine to replay recorded graphs
+    (``AUTOWORLD_CUDA_GRAPH=1``): engines built with ``cuda_graph=None`` follow it, so a whole
+    program (a leaderboard bench, its worker processes) switches without new options."""
+    return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _field_names(state) -> list[str]:

@@ -25,6 +25,21 @@ def test_cuda_graph_on_cpu_names_the_fix():
         make_engine(load_world("DoorKey-8x8"), num_envs=4, device="cpu", cuda_graph=True)
 
 
+def test_the_environment_switch_applies_to_cuda_engines_only(monkeypatch):
+    monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH", "1")
+    spec = load_world("DoorKey-8x8")
+    assert make_engine(spec, num_envs=4, device="cpu")._graphed is None  # CPU: ignored
+    worlds = [spec, load_world("IceRink-9x9")]
+    mixed = make_engine(worlds, num_envs=8, device="cpu", bucketing="components")
+    assert all(b._graphed is None for b in mixed.buckets)
+    if torch.cuda.is_available():
+        assert make_engine(spec, num_envs=4, device="cuda")._graphed is not None
+        assert make_engine(spec, num_envs=4, device="cuda", cuda_graph=False)._graphed is None
+    monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH", "0")
+    if torch.cuda.is_available():
+        assert make_engine(spec, num_envs=4, device="cuda")._graphed is None
+
+
 def _run(worlds, mode: str, device: str = "cpu", steps: int = 80, num_envs: int = 96,
          compile_: bool = False, bucketing: str = "auto"):
     """Every step's (previous obs, obs, reward, terminated, truncated, final obs) of a
