@@ -118,18 +118,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(f"{ln}\n" for ln in keep))
 
 
-def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int = 256, seed: int = 0,
-          device: str | torch.device = "cpu", run_dir: str | Path | None = None,
+def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None = 256,
+          seed: int = 0, device: str | torch.device = "cpu", run_dir: str | Path | None = None,
           resume: bool = False, config: PPOConfig | None = None, eval_every: int = 10,
           eval_episodes: int = 8, checkpoint_every: int = 10,
-          callback: Callback | None = None) -> TrainResult:
+          callback: Callback | None = None, options: Any = None) -> TrainResult:
     """Train ``method`` on ``world`` for ``steps`` environment steps.
 
     Args:
         world: a world spec or a catalogue name.
         method: ``ppo``, or a name registered in ``autoworld.learners.methods.METHODS``.
         steps: environment steps (rounded up to whole rollouts).
-        num_envs: parallel envs (overrides ``config.num_envs``).
+        num_envs: parallel envs (overrides ``config.num_envs``; None: the config's, 256 for
+            the other methods).
         seed: root seed.
         device: torch device.
         run_dir: where metrics and checkpoints go (None: nothing is written).
@@ -139,15 +140,22 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int = 256,
         eval_episodes: episodes per validation level.
         checkpoint_every: iterations between checkpoints (and at the end).
         callback: called with every metrics record (the CLI's live display).
+        options: ``learners.methods.MethodOptions`` of a registered method (network,
+            population, ...; None: the method's defaults).
     """
     if isinstance(world, str):
         from autoworld.envs.catalogue import load_world
 
         world = load_world(world)
     if method != "ppo":
-        return _run_registered(method, world, steps, num_envs, seed, device, run_dir, resume)
-
-    cfg = (config or PPOConfig()).model_copy(update={"num_envs": int(num_envs)})
+        return _run_registered(method, world, steps, 256 if num_envs is None else num_envs,
+                               seed, device, run_dir, resume, options)
+    if options is not None:
+        raise TrainError("ppo takes its network and hyper-parameters as a PPOConfig (config=), "
+                         "not MethodOptions")
+    cfg = config or PPOConfig()
+    if num_envs is not None:
+        cfg = cfg.model_copy(update={"num_envs": int(num_envs)})
     cfg = PPOConfig.model_validate(cfg.model_dump())  # re-validate the override
     out = Path(run_dir) if run_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
@@ -238,7 +246,8 @@ def available_methods() -> list[str]:
 
 
 def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, device,
-                    run_dir: str | Path | None, resume: bool) -> TrainResult:
+                    run_dir: str | Path | None, resume: bool, options: Any = None
+                    ) -> TrainResult:
     """Run a method of ``learners.methods.METHODS`` (their runs are not resumable)."""
     try:
         from autoworld.learners.methods import MethodError, get_method
@@ -257,14 +266,16 @@ def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, de
                          "(drop --resume to start over)")
     start = time.perf_counter()
     res = entry.run(world, steps=steps, num_envs=num_envs, seed=seed, device=str(device),
-                    run_dir=run_dir)
+                    run_dir=run_dir, options=options)
     spec_hash = world.content_hash() if callable(world.content_hash) else world.content_hash
     out = TrainResult(world=world.name, spec_hash=spec_hash, method=method, seed=seed,
                       steps=res.env_steps, wall_time=time.perf_counter() - start,
                       run_dir=str(run_dir) if run_dir is not None else None,
                       score=res.score, normalized_gain=res.normalized_gain,
                       mean_return=res.mean_return, success=res.success,
-                      extra={"initial_score": res.initial_score, **res.extra})
+                      extra={"initial_score": res.initial_score, **res.extra,
+                             **({} if options is None
+                                else {"options": options.model_dump(mode="json")})})
     if run_dir is not None:
         atomic_write_text(Path(run_dir) / "result.json", out.model_dump_json(indent=1) + "\n")
     return out
