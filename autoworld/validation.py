@@ -340,13 +340,13 @@ def _levels(spec, cfg: ValidationConfig) -> tuple[str, list[LevelCheck], Any]:
 
 def _reliability(spec, cfg: ValidationConfig, checks: list[LevelCheck], bank
                  ) -> tuple[str, list[LevelCheck]]:
-    from autoworld.envs.grid import oracle
+    from autoworld.envs.grid import scores
 
     out: list[LevelCheck] = []
     worst = math.inf
     missing = [c.index for c in checks if c.random_return is None]
     # one batched engine plays every level (identical to one level at a time)
-    measured = dict(zip(missing, oracle.random_returns(
+    measured = dict(zip(missing, scores.random_returns(
         spec, [bank.level(i) for i in missing], episodes=cfg.random_episodes, seed=cfg.seed,
         device=cfg.device), strict=True))
     for c in checks:
@@ -548,7 +548,7 @@ def validate(source: Any, config: ValidationConfig | None = None, *,
         messages = []
         # every split's levels in one batched oracle pass; on an error the split-by-split
         # pass below names the level at fault
-        from autoworld.envs.grid.oracle import StateBudgetExceeded
+        from autoworld.envs.grid.oracle_states import StateBudgetExceeded
 
         try:
             level_gen.prepare_banks(spec, {s.split: s.num_levels for s in level_configs()},
@@ -565,13 +565,13 @@ def validate(source: Any, config: ValidationConfig | None = None, *,
 
     def reliability() -> str:
         nonlocal level_checks
-        from autoworld.envs.grid import oracle
+        from autoworld.envs.grid import scores
 
         done: dict[tuple[str, int], LevelCheck] = {}
         messages = []
         missing = [c for c in level_checks if c.random_return is None]
         if missing:  # every split's levels played by one batched engine
-            rr = oracle.random_returns(spec, [banks[c.split].level(c.index) for c in missing],
+            rr = scores.random_returns(spec, [banks[c.split].level(c.index) for c in missing],
                                        episodes=cfg.random_episodes, seed=cfg.seed,
                                        device=cfg.device)
             filled = {(c.split, c.index): c.model_copy(update={"random_return": float(r)})

@@ -48,7 +48,8 @@ def oracle_values(spec, split: str, levels: int | None = None
     split's default size when None): stored values when the bank carries them, else solved (and
     cached per world content hash)."""
     from autoworld.envs.grid.levels import bank
-    from autoworld.envs.grid.oracle import random_return, solve
+    from autoworld.envs.grid.oracle import solve
+    from autoworld.envs.grid.scores import random_return
 
     b = bank(spec, split, size=levels)
     key = (spec.content_hash, split, len(b))
@@ -89,7 +90,7 @@ def evaluate(policy: ActorCritic | PolicyFn, spec, split: Literal["validation", 
     """
     from autoworld.envs.grid.engine import GridEngine
     from autoworld.envs.grid.levels import bank
-    from autoworld.envs.grid.oracle import normalized_scores
+    from autoworld.envs.grid.scores import normalized_scores
 
     opt, rnd = oracle_values(spec, split, levels)
     L = len(opt)

@@ -281,7 +281,7 @@ def _fit_state_bound(data: dict[str, Any], theme: str, seed: int, lo: int,
     """``data`` sized down until ``oracle.state_count_bound`` is at most ``LEVEL_STATE_BOUND``
     (unchanged when it already is): one coin fewer (down to one), then half the cracked floor,
     then one row or column fewer (down to ``lo``), in that order, as long as any applies."""
-    from autoworld.envs.grid.oracle import state_count_bound
+    from autoworld.envs.grid.oracle_bounds import state_count_bound
     from autoworld.spec import parse_spec
 
     if state_count_bound(parse_spec(data)) <= LEVEL_STATE_BOUND:

@@ -299,7 +299,7 @@ def run_evaluations(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: 
                     eval_episodes: int, levels: int) -> list[float]:
     """Normalized gain ``mean_levels (R - R_rand) / (R_opt - R_rand)`` of every job, all jobs
     in one engine call on the worlds' first ``levels`` validation levels."""
-    from autoworld.envs.grid.oracle import normalized_scores
+    from autoworld.envs.grid.scores import normalized_scores
 
     if not jobs:
         return []

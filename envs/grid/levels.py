@@ -492,7 +492,8 @@ def _num(x: float) -> float:
 
 def catalogue_file_text(spec) -> str:
     """The JSON text of ``spec``'s catalogue level file (deterministic, byte for byte)."""
-    from autoworld.envs.grid.oracle import random_returns, solve
+    from autoworld.envs.grid.oracle import solve
+    from autoworld.envs.grid.scores import random_returns
 
     _precheck(spec)
     splits = {}

@@ -194,14 +194,14 @@ def test_batched_solve_applies_the_cap_per_level():
 def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
     """With every state hash forced equal, the enumeration falls back to byte keys and still
     gives the same results."""
-    from autoworld.envs.grid import oracle
+    from autoworld.envs.grid import oracle_states
 
     spec = load_world("SlipperyDeceptive-7x7")
     from autoworld.envs.grid.levels import bank
 
     levels = [bank(spec, "validation").level(i) for i in range(2)]
     expected = solve_many(spec, levels)
-    monkeypatch.setattr(oracle, "_row_hash", lambda mat: np.zeros(len(mat), dtype=np.uint64))
+    monkeypatch.setattr(oracle_states, "_row_hash", lambda mat: np.zeros(len(mat), dtype=np.uint64))
     again = solve_many(spec, levels)
     assert all(_same(a, b) for a, b in zip(again, expected, strict=True))
 
@@ -209,7 +209,7 @@ def test_hash_collisions_fall_back_to_exact_keys(monkeypatch):
 def test_state_index_runs_give_the_ids_of_a_dict():
     """The hashed index (sorted runs, merged as they grow) hands out the same ids as a dict of
     the keys, block after block, for new and already-seen keys."""
-    from autoworld.envs.grid.oracle import _group_rows, _StateIndex
+    from autoworld.envs.grid.oracle_states import _group_rows, _StateIndex
 
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, size=(3000, 11), dtype=np.uint8)
