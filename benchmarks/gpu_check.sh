@@ -97,6 +97,12 @@ if [ "$dev" = cuda ]; then
     --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --homogeneous --json
   section mixed12_compile_graph 240 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
     --num-envs "$big" --repeats 3 --steps "$t" --compile --cuda-graph --homogeneous --json
+  # with one launch per program the fixed cost per program shrinks, so the auto plan's merges
+  # (tuned for eager launches) may no longer pay: the two extreme plans, replayed as graphs
+  for plan in components none; do
+    section "mixed12_graph_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" \
+      --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --bucketing "$plan" --json
+  done
   section doorkey_graph 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
     --cuda-graph --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
 fi
