@@ -32,17 +32,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="Minibatches per epoch: many small updates per sample matter most here.")
     ap.add_argument("--ent-coef", type=float, default=0.01)
     ap.add_argument("--gamma", type=float, default=0.99)
-    ap.add_argument("--trunk", default="mlp", choices=["mlp", "conv"])
-    ap.add_argument("--hidden", type=int, default=128)
+    # network and loss: PPOConfig's defaults unless given (earlier figures in
+    # docs/benchmarks.md name the flags they were measured with)
+    ap.add_argument("--trunk", default=None, choices=["mlp", "conv"])
+    ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--shared-trunk", default=None, choices=["yes", "no"],
-                    help="Actor and critic share one encoder (default: PolicyConfig's).")
+                    help="Actor and critic share one encoder.")
     ap.add_argument("--encoding", default=None, choices=["embed", "onehot"])
     ap.add_argument("--activation", default=None, choices=["relu", "tanh"])
     ap.add_argument("--dense-layers", type=int, default=None)
-    ap.add_argument("--clip-vloss", default="yes", choices=["yes", "no"],
-                    help="Clip the value loss like the ratio (PPOConfig's default).")
-    ap.add_argument("--value-loss", default="half-mse", choices=["half-mse", "mse"],
-                    help="half-mse: 0.5 * vf_coef * mse (the default); mse: vf_coef doubled "
+    ap.add_argument("--clip-vloss", default=None, choices=["yes", "no"],
+                    help="Clip the value loss like the ratio.")
+    ap.add_argument("--value-loss", default=None, choices=["half-mse", "mse"],
+                    help="half-mse: vf_coef 0.5 on 0.5 * MSE; mse: vf_coef 1.0 "
                     "(stable-baselines3's value loss).")
     ap.add_argument("--eval-every", type=float, default=15.0, help="Seconds between evals.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per test level.")
@@ -60,16 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     from autoworld.learners.ppo import PPO, PPOConfig
 
     spec = load_world(args.world)
-    net = {k: v for k, v in {"encoding": args.encoding, "activation": args.activation,
+    net = {k: v for k, v in {"trunk": args.trunk, "hidden": args.hidden,
+                             "encoding": args.encoding, "activation": args.activation,
                              "dense_layers": args.dense_layers}.items() if v is not None}
     if args.shared_trunk is not None:
         net["shared_trunk"] = args.shared_trunk == "yes"
+    loss = {}
+    if args.clip_vloss is not None:
+        loss["clip_vloss"] = args.clip_vloss == "yes"
+    if args.value_loss is not None:
+        loss["vf_coef"] = 1.0 if args.value_loss == "mse" else 0.5
     cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
                     anneal_lr=False, update_epochs=args.epochs,
                     num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
-                    clip_vloss=args.clip_vloss == "yes",
-                    vf_coef=PPOConfig().vf_coef * (2.0 if args.value_loss == "mse" else 1.0),
-                    policy=PolicyConfig(trunk=args.trunk, hidden=args.hidden, **net))
+                    policy=PolicyConfig.model_validate({**PPOConfig().policy.model_dump(), **net}),
+                    **loss)
     conditions = {"world": args.world, "threads": args.threads, "device": args.device,
                   "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
                   "machine": platform.processor() or platform.machine(),

@@ -31,7 +31,8 @@ def test_file_then_overrides_in_order(tmp_path) -> None:
     cfg = configure(PPOConfig, path=f, sets=["policy.hidden=32", "clip_vloss=false"])
     assert cfg.learning_rate == 1e-3 and cfg.clip_vloss is False
     # the file's nested mapping updates the policy, it does not replace it
-    assert cfg.policy == PolicyConfig(trunk="mlp", hidden=32)
+    assert cfg.policy == PPOConfig().policy.model_copy(update={"trunk": "mlp", "hidden": 32})
+    assert cfg.policy != PolicyConfig()
     assert cfg.num_envs == PPOConfig().num_envs
     # what dump_config writes, --config reads back to the same config
     g = tmp_path / "dumped.yaml"
