@@ -113,14 +113,9 @@ class _TransformersChooser:
         return str(self.cfg.model)
 
     def _ids(self, messages: list[dict[str, str]]) -> list[int]:
-        tok = self.tok
-        if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return list(ids)
-        text = "\n\n".join(m["content"] for m in messages) + "\n\nAction number: "
-        return list(tok(text)["input_ids"])
+        from autoworld.generator.transformers_backend import chat_token_ids
+
+        return chat_token_ids(self.tok, messages, "\n\nAction number: ")
 
     def _system_prefix_len(self, system: str) -> int:
         """Tokens of a prompt that depend only on the system message (found once per message:

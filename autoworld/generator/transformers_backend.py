@@ -37,6 +37,19 @@ VIEWS = ("full_grid", "egocentric")
 JSON_OPTIONS = {"whitespace_flexible": False, "coerce_one_of": True}
 
 
+def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], plain_suffix: str
+                   ) -> list[int]:
+    """Token ids of a chat prompt: the tokenizer's chat template with the generation prompt, or,
+    for a model without one, the messages' contents joined by blank lines plus ``plain_suffix``."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # newer versions return an encoding
+            ids = ids["input_ids"]
+        return list(ids)
+    text = "\n\n".join(m["content"] for m in messages) + plain_suffix
+    return list(tokenizer(text)["input_ids"])
+
+
 def _kinds_schema(kinds: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Components of the given kinds with default parameters: ``{"kind": "<name>"}``."""
     return {"type": "object", "additionalProperties": False, "required": ["kind"],
@@ -207,14 +220,7 @@ class TransformersBackend:
     def _prompt_ids(self, theme: str, feedback: str | None,
                     parent: dict[str, Any] | None) -> list[int]:
         messages = chat_messages(theme, feedback, parent, include_schema=self.schema_in_prompt)
-        tok = self._tokenizer
-        if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return list(ids)
-        text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        return list(tok(text)["input_ids"])
+        return chat_token_ids(self._tokenizer, messages, "\n\n")
 
     # ------------------------------------------------------------------ decoding
     def propose(self, theme: str, seed: int, feedback: str | None = None,
