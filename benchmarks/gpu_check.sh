@@ -49,10 +49,25 @@ section() {  # section NAME SECONDS CMD...: run CMD under a time cap; JSON lines
   echo "=== $name rc=${PIPESTATUS[0]} in $((SECONDS - t0))s" | tee -a "$log"
 }
 
+# the 12-world mix of docs/benchmarks.md, bucketed by component set, against each world alone
+MIX=Checkpoints-9x9,CoinMaze-11x11,CrumblingBridge-9x9,DoorKey-8x8,FoggyRooms-11x11,IceRink-9x9
+MIX=$MIX,InverseLava-8x8,MirrorLava-9x9,NoisyMaze-9x9,SlipperyDeceptive-7x7,SlipperyLava-9x9,Sokoban-7x7
 if [ "$dev" = cuda ]; then
   python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.cuda.get_device_name(0), torch.__version__)" 2>&1 | tee -a "$log" || exit 1
-  section cuda_tests 120 python -m pytest -q -m cuda tests
+  # the CUDA tests, and every test of the CUDA-graph step (some check CPU and CUDA engines)
+  section cuda_tests 120 python -m pytest -q -m "cuda or cuda_graph" tests
+  # the CUDA-graph sections first (one launch per program): the figures not yet measured
+  section mixed12_graph 120 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
+    --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --homogeneous --json
+  # with one launch per program the fixed cost per program shrinks, so the auto plan's merges
+  # (tuned for eager launches) may no longer pay: the two extreme plans, replayed as graphs
+  for plan in components none; do
+    section "mixed12_graph_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" \
+      --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --bucketing "$plan" --json
+  done
+  section doorkey_graph 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
+    --cuda-graph --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
 fi
 section doorkey 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
   --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
@@ -78,9 +93,6 @@ fi
 # a whole POET run (POET preset, population 512) with 20 active pairs from the first iteration
 section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
   --skip-step --run-iterations "$poet_iters" --device "$dev"
-# the 12-world mix of docs/benchmarks.md, bucketed by component set, against each world alone
-MIX=Checkpoints-9x9,CoinMaze-11x11,CrumblingBridge-9x9,DoorKey-8x8,FoggyRooms-11x11,IceRink-9x9
-MIX=$MIX,InverseLava-8x8,MirrorLava-9x9,NoisyMaze-9x9,SlipperyDeceptive-7x7,SlipperyLava-9x9,Sokoban-7x7
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
 for plan in none components; do
@@ -93,18 +105,8 @@ section mixed12_compile 200 python benchmarks/throughput.py --worlds "$MIX" --de
   --num-envs "$big" --repeats 3 --steps "$t" --compile --homogeneous --json
 # the same with each program's step replayed as a recorded CUDA graph (one launch per program) (CUDA only)
 if [ "$dev" = cuda ]; then
-  section mixed12_graph 120 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
-    --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --homogeneous --json
   section mixed12_compile_graph 240 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
     --num-envs "$big" --repeats 3 --steps "$t" --compile --cuda-graph --homogeneous --json
-  # with one launch per program the fixed cost per program shrinks, so the auto plan's merges
-  # (tuned for eager launches) may no longer pay: the two extreme plans, replayed as graphs
-  for plan in components none; do
-    section "mixed12_graph_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" \
-      --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --bucketing "$plan" --json
-  done
-  section doorkey_graph 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
-    --cuda-graph --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
 fi
 section doorkey_compile 120 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
   --compile --num-envs "$big" --repeats 3 --steps "$t" --json

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from autoworld.envs.catalogue import load_world
 from autoworld.envs.grid.bucketed import make_engine
@@ -16,6 +17,7 @@ from autoworld.envs.grid.engine import NUM_ACTIONS
 from autoworld.envs.grid.graphs import GraphedStep
 from autoworld.errors import EngineError
 
+pytestmark = pytest.mark.cuda_graph
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 MIX = ("DoorKey-8x8", "IceRink-9x9", "SlipperyLava-9x9", "WindyCoins-9x9")
 
@@ -38,6 +40,62 @@ def test_the_environment_switch_applies_to_cuda_engines_only(monkeypatch):
     monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH", "0")
     if torch.cuda.is_available():
         assert make_engine(spec, num_envs=4, device="cuda")._graphed is None
+
+
+class _CaptureForbidden(TorchDispatchMode):
+    """Records the ops a CUDA-graph capture cannot hold: outputs whose shape depends on the data
+    (nonzero, boolean-mask indexing, unique, ...) and reads of a tensor's value on the host."""
+
+    DATA_DEPENDENT = {"nonzero", "masked_select", "unique", "_unique2", "unique_consecutive",
+                      "_local_scalar_dense", "repeat_interleave", "lift_fresh", "lift_fresh_copy"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.DATA_DEPENDENT:
+            self.hits.add(name)
+        if name in ("index", "index_put", "index_put_") and any(
+                i is not None and i.dtype == torch.bool for i in args[1]):
+            self.hits.add(f"{name} with a boolean mask")
+        return func(*args, **(kwargs or {}))
+
+
+# the 12-world mix of docs/benchmarks.md and the stochastic worlds: every component kind
+SCANNED = ("Checkpoints-9x9", "CoinMaze-11x11", "CrumblingBridge-9x9", "DoorKey-8x8",
+           "FoggyRooms-11x11", "IceRink-9x9", "InverseLava-8x8", "MirrorLava-9x9",
+           "NoisyMaze-9x9", "SlipperyDeceptive-7x7", "SlipperyLava-9x9", "Sokoban-7x7",
+           "WindyCoins-9x9")
+
+
+def test_the_step_never_needs_the_host():
+    """A step must be recordable as a CUDA graph: no op whose output shape depends on values, no
+    value read back to Python. Checked on CPU over 20 steps of each scanned world (episodes end
+    and reset within them)."""
+    gen = torch.Generator().manual_seed(0)
+    found = {}
+    for name in SCANNED:
+        eng = make_engine(load_world(name), num_envs=16, device="cpu", seed=0)
+        eng.reset()
+        scan = _CaptureForbidden()
+        for _ in range(20):
+            actions = torch.randint(0, NUM_ACTIONS, (16,), generator=gen)
+            with scan:
+                eng.state, *_ = eng._step_fn(eng.state, actions, None)
+        if scan.hits:
+            found[name] = sorted(scan.hits)
+    assert not found, f"steps a CUDA graph cannot record: {found}"
+
+
+def test_the_scan_sees_what_capture_forbids():
+    x = torch.tensor([0, 3, 0, 5])
+    scan = _CaptureForbidden()
+    with scan:
+        _ = x[x > 0]
+        _ = int(x.sum())
+    assert scan.hits == {"index with a boolean mask", "_local_scalar_dense"}
 
 
 def _run(worlds, mode: str, device: str = "cpu", steps: int = 80, num_envs: int = 96,
