@@ -130,6 +130,23 @@ class Geometry:
     wrap: bool
 
 
+COMPILED_ENGINES = 64  # distinct compiled engines (shapes) one process may hold
+
+
+def allow_compiled_engines(limit: int = COMPILED_ENGINES) -> None:
+    """Let one process compile the step of up to ``limit`` engines.
+
+    Every engine's step is the same code object specialized to its own shapes, and dynamo keeps
+    8 specializations per code object by default: a 12-bucket mix, or a program that builds
+    engines for many worlds, would silently fall back to the eager step from the ninth on.
+    """
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, limit)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 4 * limit)
+
+
 class GridEngine:
     """Steps ``num_envs`` grid envs in one batched program.
 
@@ -262,6 +279,7 @@ class GridEngine:
         self.state = self.initial_state(self.bank_offset.clone(), keys=self._base_keys.clone())
         self._step_fn = self._step_impl
         if compile:
+            allow_compiled_engines()
             self._step_fn = torch.compile(self._step_impl, dynamic=False)
         self._graphed = None
         from autoworld.envs.grid.graphs import GraphedStep, env_default

@@ -26,7 +26,9 @@ Forced outcomes (``step(actions, outcomes=...)``, used by the oracle) take the e
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
 
@@ -109,7 +111,8 @@ class GraphedStep:
         self.recorded = True
         if self.emulate:  # recording executes nothing: run once, then restore the buffers
             saved = self._wrap().map(lambda x: x.clone())
-            self.outputs = self._body()
+            with _no_collection():
+                self.outputs = self._body()
             self._load(saved)
             return
         side = torch.cuda.Stream(device=eng.device)
@@ -120,7 +123,7 @@ class GraphedStep:
                 eng._step_fn(scratch, self.actions, None)
         torch.cuda.current_stream(eng.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with _no_collection(), torch.cuda.graph(self.graph):
             self.outputs = self._body()
 
     def _replay(self) -> None:
@@ -140,6 +143,22 @@ class GraphedStep:
         self._replay()
         eng.state = self._wrap()
         return _copy(self.outputs)
+
+
+@contextmanager
+def _no_collection():
+    """No garbage collection during a capture. An engine is a reference cycle (its compiled or
+    graphed step refers back to it), so a dead engine's CUDA graphs are freed by the collector,
+    whenever it runs; freeing a graph while another is being captured invalidates the capture
+    ("operation not permitted when stream is capturing"). Dead cycles are collected first."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _copy_into(dst, src) -> None:

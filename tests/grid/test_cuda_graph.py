@@ -7,6 +7,8 @@ real graph is recorded and replayed.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -179,3 +181,33 @@ def test_graph_of_a_compiled_step_equals_the_eager_step():
     spec = load_world("DoorKey-8x8")
     _assert_same(_run(spec, "eager", "cuda", steps=40)[0],
                  _run(spec, "graph", "cuda", steps=40, compile_=True)[0])
+
+
+def test_recording_runs_with_the_collector_off(monkeypatch):
+    """A collection during a capture could free a dead engine's graph, which invalidates the
+    capture: the recorded body runs with the collector off, and it is on again afterwards."""
+    eng = make_engine(load_world("DoorKey-8x8"), num_envs=8, device="cpu")
+    eng._graphed = GraphedStep(eng, emulate=True)
+    seen = []
+    step = eng._step_fn
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return step(*args)
+
+    monkeypatch.setattr(eng, "_step_fn", spy)
+    eng.reset()
+    eng.step(torch.zeros(8, dtype=torch.long))
+    eng.step(torch.zeros(8, dtype=torch.long))
+    assert seen[0] is False and all(seen[1:])  # recording, then the replays (emulated)
+    assert len(seen) == 3
+    assert gc.isenabled()
+
+
+def test_a_compiled_engine_lifts_the_per_code_specialization_limit():
+    """Every engine's compiled step specializes the same code object; dynamo's default of 8
+    would drop the ninth engine of a process (a 12-bucket mix) back to the eager step."""
+    import torch._dynamo
+
+    make_engine(load_world("DoorKey-8x8"), num_envs=4, device="cpu", compile=True)
+    assert torch._dynamo.config.recompile_limit >= 64
