@@ -66,6 +66,15 @@ print(torch.cuda.get_device_name(0), torch.__version__)" 2>&1 | tee -a "$log" ||
     section "mixed12_graph_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" \
       --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --bucketing "$plan" --json
   done
+  # the buckets on their own CUDA streams (small programs side by side), graphed and compiled
+  section mixed12_graph_streams 60 python benchmarks/throughput.py --worlds "$MIX" \
+    --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --concurrent --json
+  section mixed12_graph_components_streams 60 python benchmarks/throughput.py --worlds "$MIX" \
+    --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --concurrent \
+    --bucketing components --json
+  section mixed12_compile_graph_streams 150 python benchmarks/throughput.py --worlds "$MIX" \
+    --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --compile --cuda-graph \
+    --concurrent --bucketing components --json
   section doorkey_graph 60 python benchmarks/throughput.py --world DoorKey-8x8 --device "$dev" \
     --cuda-graph --num-envs "$dk_envs" --repeats 3 --steps "$t" --json
 fi
@@ -78,6 +87,9 @@ section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --i
 # the same with the engines' steps replayed as recorded CUDA graphs (both executors)
 section poet_graph 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
   --device "$dev" --cuda-graph
+# ... and with the mix's buckets on their own CUDA streams (the environment switch)
+section poet_graph_streams 100 env AUTOWORLD_CUDA_STREAMS=1 python benchmarks/poet_speed.py \
+  --pairs 20 --population 512 --iterations 3 --device "$dev" --cuda-graph
 # the leaderboard sample: 8 methods x 2 worlds x 1 seed at the issue's 1M steps per run, cells
 # in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \

@@ -24,14 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="Wall-clock budget.")
     ap.add_argument("--max-steps", type=int, default=20_000_000, help="Env-step budget.")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
-    ap.add_argument("--num-envs", type=int, default=256)
-    ap.add_argument("--num-steps", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--minibatches", type=int, default=16,
+    # PPO's hyper-parameters: PPOConfig's defaults (what `autoworld train` runs) unless given
+    ap.add_argument("--num-envs", type=int, default=None)
+    ap.add_argument("--num-steps", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--minibatches", type=int, default=None,
                     help="Minibatches per epoch: many small updates per sample matter most here.")
-    ap.add_argument("--ent-coef", type=float, default=0.01)
-    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--ent-coef", type=float, default=None)
+    ap.add_argument("--gamma", type=float, default=None)
     # network and loss: PPOConfig's defaults unless given (earlier figures in
     # docs/benchmarks.md name the flags they were measured with)
     ap.add_argument("--trunk", default=None, choices=["mlp", "conv"])
@@ -72,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         loss["clip_vloss"] = args.clip_vloss == "yes"
     if args.value_loss is not None:
         loss["vf_coef"] = 1.0 if args.value_loss == "mse" else 0.5
-    cfg = PPOConfig(num_envs=args.num_envs, num_steps=args.num_steps, learning_rate=args.lr,
-                    anneal_lr=False, update_epochs=args.epochs,
-                    num_minibatches=args.minibatches, ent_coef=args.ent_coef, gamma=args.gamma,
-                    policy=PolicyConfig.model_validate({**PPOConfig().policy.model_dump(), **net}),
-                    **loss)
+    hyper = {k: v for k, v in {
+        "num_envs": args.num_envs, "num_steps": args.num_steps, "learning_rate": args.lr,
+        "update_epochs": args.epochs, "num_minibatches": args.minibatches,
+        "ent_coef": args.ent_coef, "gamma": args.gamma}.items() if v is not None}
+    cfg = PPOConfig(anneal_lr=False, **hyper, **loss,
+                    policy=PolicyConfig.model_validate({**PPOConfig().policy.model_dump(), **net}))
     conditions = {"world": args.world, "threads": args.threads, "device": args.device,
                   "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
                   "machine": platform.processor() or platform.machine(),

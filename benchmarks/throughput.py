@@ -64,10 +64,11 @@ def sync(device: torch.device) -> None:
 
 
 def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: str,
-        seed: int, repeats: int = 5, bucketing: str = "auto", cuda_graph: bool = False) -> dict:
+        seed: int, repeats: int = 5, bucketing: str = "auto", cuda_graph: bool = False,
+        concurrent: bool = False) -> dict:
     dev = torch.device(device)
     eng = make_engine(worlds, num_envs=num_envs, device=dev, seed=seed, compile=compile_,
-                      bucketing=bucketing, cuda_graph=cuda_graph)
+                      bucketing=bucketing, cuda_graph=cuda_graph, concurrent=concurrent)
     obs = eng.reset()
     gen = torch.Generator(device=dev).manual_seed(seed)
     policy = TinyPolicy(eng.image_shape).to(dev) if mode == "policy" else None
@@ -101,6 +102,7 @@ def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: st
         "mode": mode,
         "compile": compile_,
         "cuda_graph": cuda_graph,
+        "concurrent": bool(getattr(eng, "streams", None)),
         "bucketing": bucketing,
         "buckets": getattr(eng, "num_buckets", 1),
         "steps": steps,
@@ -124,6 +126,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the step")
     ap.add_argument("--cuda-graph", action="store_true",
                     help="replay the step as a recorded CUDA graph (CUDA only)")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="step a mix's buckets on their own CUDA streams (CUDA only)")
     ap.add_argument("--policy", action="store_true", help="policy forward pass in the loop")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -148,7 +152,7 @@ def main() -> None:
         steps = args.steps or max(20, min(1000, 1_000_000 // n))
         mode = "policy" if args.policy else "random"
         res = run(worlds, n, args.device, steps, args.compile, mode, args.seed, args.repeats,
-                  args.bucketing, args.cuda_graph)
+                  args.bucketing, args.cuda_graph, args.concurrent)
         res["machine"] = machine()
         print(json.dumps(res), flush=True)
         if args.homogeneous and len(worlds) > 1:
@@ -164,7 +168,8 @@ def main() -> None:
                 "mixed_steps_per_s": res["steps_per_s"],
                 "mixed_over_homogeneous": round(res["steps_per_s"] / harmonic, 3),
                 "bucketing": args.bucketing, "compile": args.compile,
-                "cuda_graph": args.cuda_graph, "machine": machine(),
+                "cuda_graph": args.cuda_graph, "concurrent": args.concurrent,
+                "machine": machine(),
             }), flush=True)
 
 

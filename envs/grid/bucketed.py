@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 
 from autoworld.envs.grid.engine import GridEngine
+from autoworld.envs.grid.graphs import env_flag
 from autoworld.envs.grid.level import LevelBank
 from autoworld.envs.grid.spec import GridWorldSpec
 from autoworld.envs.grid.symbols import CELL
@@ -41,6 +42,9 @@ from autoworld.errors import EngineError
 Bucketing = Literal["auto", "components", "none"]
 ObsSpec = dict[str, tuple[tuple[int, ...], torch.dtype, float, float]]
 BUCKETING_MODES = ("auto", "components", "none")
+
+
+STREAMS_ENV_VAR = "AUTOWORLD_CUDA_STREAMS"
 
 
 def component_signature(spec: GridWorldSpec) -> tuple[str, ...]:
@@ -113,6 +117,7 @@ def make_engine(
     cuda_graph: bool | None = None,
     bucketing: Bucketing = "auto",
     overhead_envs: float | None = None,
+    concurrent: bool | None = None,
 ) -> GridEngine | BucketedGridEngine:
     """An engine for any batch of grid worlds: one program, or several (buckets).
 
@@ -123,10 +128,16 @@ def make_engine(
       the device's fixed per-program cost); a plain :class:`GridEngine` when one bucket remains;
     - ``"components"``: one bucket per component set, never merged;
     - ``"none"``: one program for the whole batch (neutral parameters for absent components).
+
+    ``concurrent=True`` (CUDA only) steps the buckets on their own CUDA streams, so that small
+    programs run side by side on the GPU (see :class:`BucketedGridEngine`); ``None`` (default):
+    on for CUDA engines when the environment sets ``AUTOWORLD_CUDA_STREAMS=1``, else off.
     """
     if bucketing not in BUCKETING_MODES:
         raise EngineError(f"bucketing must be one of {BUCKETING_MODES} (got {bucketing!r})")
     world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
+    if concurrent is None:
+        concurrent = torch.device(device).type == "cuda" and env_flag(STREAMS_ENV_VAR)
     kw = dict(num_envs=num_envs, device=device, seed=seed, world_ids=world_ids, banks=banks,
               split=split, final_obs=final_obs, compile=compile, cuda_graph=cuda_graph)
     if bucketing == "none":
@@ -137,8 +148,8 @@ def make_engine(
             plan = plan_buckets(world_list, ids, overhead_envs, device)
             if len(plan) <= 1:
                 return GridEngine(world_list, **kw)
-            return BucketedGridEngine(world_list, **kw, plan=plan)
-    return BucketedGridEngine(world_list, **kw)
+            return BucketedGridEngine(world_list, **kw, plan=plan, concurrent=concurrent)
+    return BucketedGridEngine(world_list, **kw, concurrent=concurrent)
 
 
 def batch_layout(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int]) -> dict:
@@ -182,6 +193,7 @@ class BucketedGridEngine:
         compile: bool = False,
         cuda_graph: bool | None = None,
         plan: Sequence[Sequence[int]] | None = None,
+        concurrent: bool = False,
     ) -> None:
         self.worlds = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
         if not self.worlds:
@@ -201,6 +213,9 @@ class BucketedGridEngine:
         self.world_ids_list = world_ids
         self.world_ids = torch.tensor(world_ids, dtype=torch.long, device=self.device)
         self.seed = seed
+        if concurrent and self.device.type != "cuda":
+            raise EngineError(f"concurrent=True steps buckets on CUDA streams; the engine is on "
+                              f"{self.device}: leave it off there")
 
         self.layout = layout = batch_layout(self.worlds, world_ids)
         # buckets draw their views at their own size (filters cost per image cell); the merge
@@ -230,6 +245,11 @@ class BucketedGridEngine:
                 layout=bucket_layout,
             ))
             self.bucket_envs.append(torch.tensor(envs, dtype=torch.long, device=self.device))
+        # one CUDA stream per bucket: at ~100k envs a program does not fill a GPU, so stepping
+        # the buckets one after another leaves it mostly idle (docs/benchmarks.md, "CUDA graphs
+        # and compiled buckets")
+        self.streams = ([torch.cuda.Stream(device=self.device) for _ in self.buckets]
+                        if concurrent else None)
         order = torch.cat(self.bucket_envs)
         self._identity = bool(torch.equal(order, torch.arange(B, device=self.device)))
         self._inverse = torch.empty_like(order)
@@ -358,7 +378,11 @@ class BucketedGridEngine:
         if outcomes is not None:
             raise EngineError("forced outcomes need a single-program engine (bucketing='none')")
         actions = torch.as_tensor(actions, device=self.device).long()
-        outs = [eng.step(a) for eng, a in zip(self.buckets, self._split(actions), strict=True)]
+        if self.streams is not None:
+            outs = self._step_concurrently(self._split(actions))
+        else:
+            outs = [eng.step(a) for eng, a in zip(self.buckets, self._split(actions),
+                                                  strict=True)]
         obs = self._merge_obs([o[0] for o in outs])
         reward = self._cat([o[1] for o in outs])
         terminated = self._cat([o[2] for o in outs])
@@ -367,6 +391,28 @@ class BucketedGridEngine:
         if self.final_obs_enabled:
             info["final_obs"] = self._merge_obs([o[4]["final_obs"] for o in outs])
         return obs, reward, terminated, truncated, info
+
+    def _step_concurrently(self, actions: list[torch.Tensor]) -> list[tuple]:
+        """Each bucket's step on its own stream, the caller's stream waiting for all of them.
+
+        Every stream first waits for the caller's (state replaced by ``reset``, the actions), and
+        tensors that cross streams are marked with ``record_stream`` so that the caching
+        allocator does not hand their memory out while the other stream still reads it (the
+        PyTorch CUDA semantics notes)."""
+        main = torch.cuda.current_stream(self.device)
+        outs = []
+        for eng, a, stream in zip(self.buckets, actions, self.streams, strict=True):
+            stream.wait_stream(main)
+            with torch.cuda.stream(stream):
+                a.record_stream(stream)
+                outs.append(eng.step(a))
+        for stream in self.streams:
+            main.wait_stream(stream)
+        for out in outs:
+            _record_on(out, main)
+        for eng in self.buckets:  # the state is read by eager code on the caller's stream too
+            _record_on(eng.state.__dict__, main)
+        return outs
 
     def level_index(self) -> torch.Tensor:
         """(B,) index of each env's current level within its world's bank."""
@@ -379,3 +425,16 @@ class BucketedGridEngine:
             raise EngineError(f"keys must have shape ({self.num_envs},) (got {tuple(keys.shape)})")
         for eng, envs in zip(self.buckets, self.bucket_envs, strict=True):
             eng.set_env_keys(keys.index_select(0, envs))
+
+
+def _record_on(x, stream) -> None:
+    """``record_stream(stream)`` on every tensor of a nested tuple/list/dict."""
+    if isinstance(x, torch.Tensor):
+        if x.device.type == "cuda":
+            x.record_stream(stream)
+    elif isinstance(x, dict):
+        for v in x.values():
+            _record_on(v, stream)
+    elif isinstance(x, (tuple, list)):
+        for v in x:
+            _record_on(v, stream)

@@ -44,7 +44,12 @@ def env_default() -> bool:
     """True when the environment asks every CUDA engine to replay recorded graphs
     (``AUTOWORLD_CUDA_GRAPH=1``): engines built with ``cuda_graph=None`` follow it, so a whole
     program (a leaderboard bench, its worker processes) switches without new options."""
-    return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag(ENV_VAR)
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` reads as on (1, true, yes, on)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _field_names(state) -> list[str]:

@@ -101,12 +101,13 @@ def test_the_scan_sees_what_capture_forbids():
 
 
 def _run(worlds, mode: str, device: str = "cpu", steps: int = 80, num_envs: int = 96,
-         compile_: bool = False, bucketing: str = "auto"):
+         compile_: bool = False, bucketing: str = "auto", concurrent: bool = False):
     """Every step's (previous obs, obs, reward, terminated, truncated, final obs) of a
     random-action rollout, with a re-seeded reset and pinned env keys half-way (the eager code
     paths that replace the state between replays). ``mode``: eager, graph or emulate."""
     eng = make_engine(worlds, num_envs=num_envs, device=device, seed=3,
-                      cuda_graph=mode == "graph", compile=compile_, bucketing=bucketing)
+                      cuda_graph=mode == "graph", compile=compile_, bucketing=bucketing,
+                      concurrent=concurrent)
     if mode == "emulate":
         for program in getattr(eng, "buckets", [eng]):
             program._graphed = GraphedStep(program, emulate=True)
@@ -211,3 +212,21 @@ def test_a_compiled_engine_lifts_the_per_code_specialization_limit():
 
     make_engine(load_world("DoorKey-8x8"), num_envs=4, device="cpu", compile=True)
     assert torch._dynamo.config.recompile_limit >= 64
+
+
+def test_concurrent_buckets_need_cuda():
+    worlds = [load_world(n) for n in MIX]
+    with pytest.raises(EngineError, match="CUDA streams.*leave it off"):
+        make_engine(worlds, num_envs=8, device="cpu", bucketing="components", concurrent=True)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_buckets_on_their_own_streams_step_as_one_after_another(mode):
+    worlds = [load_world(n) for n in MIX]
+    eager, _ = _run(worlds, "eager", "cuda", num_envs=64, bucketing="components")
+    streamed, eng = _run(worlds, mode, "cuda", num_envs=64, bucketing="components",
+                         concurrent=True)
+    assert eng.streams is not None and len(eng.streams) == 4
+    _assert_same(eager, streamed)
