@@ -404,7 +404,7 @@ class BucketedGridEngine:
         for eng, a, stream in zip(self.buckets, actions, self.streams, strict=True):
             stream.wait_stream(main)
             with torch.cuda.stream(stream):
-                a.record_stream(stream)
+                _record_on(a, stream)
                 outs.append(eng.step(a))
         for stream in self.streams:
             main.wait_stream(stream)

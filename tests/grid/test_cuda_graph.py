@@ -230,3 +230,52 @@ def test_buckets_on_their_own_streams_step_as_one_after_another(mode):
                          concurrent=True)
     assert eng.streams is not None and len(eng.streams) == 4
     _assert_same(eager, streamed)
+
+
+class _FakeStream:
+    """Stands in for a CUDA stream on CPU and logs the ordering calls (see below)."""
+
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def wait_stream(self, other) -> None:
+        self.log.append(f"{self.name} waits {other.name}")
+
+
+def test_concurrent_step_orders_the_streams_and_keeps_trajectories(monkeypatch):
+    """The stream logic run on CPU with logged stand-ins: every bucket's stream waits for the
+    caller's before its step, the caller waits for every bucket's after all of them, and the
+    merged outputs equal the one-after-another step's."""
+    worlds = [load_world(n) for n in MIX]
+    eager, _ = _run(worlds, "eager", num_envs=64, bucketing="components")
+    log: list[str] = []
+    main = _FakeStream("main", log)
+    current = [main]
+
+    class _Use:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            current.append(self.stream)
+            log.append(f"on {self.stream.name}")
+
+        def __exit__(self, *exc):
+            current.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current[-1])
+    monkeypatch.setattr(torch.cuda, "stream", _Use)
+    real = make_engine
+
+    def with_fake_streams(*args, **kwargs):
+        eng = real(*args, **kwargs)
+        eng.streams = [_FakeStream(f"s{b}", log) for b in range(eng.num_buckets)]
+        return eng
+
+    monkeypatch.setitem(globals(), "make_engine", with_fake_streams)
+    streamed, eng = _run(worlds, "eager", num_envs=64, bucketing="components")
+    _assert_same(eager, streamed)
+    one_step = ([f"s{b} waits main" if i == 0 else f"on s{b}" for b in range(4) for i in (0, 1)]
+                + [f"main waits s{b}" for b in range(4)])
+    assert log[:len(one_step)] == one_step
+    assert len(log) == 80 * len(one_step)  # every step of the rollout
