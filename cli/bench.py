@@ -81,10 +81,18 @@ def bench_command(
                 label += f" {record.score_opt:.3f}"
             progress.update(task, advance=1, description=label)
 
+        calls_before = len(store.sessions())
         bench_lib.run_bench(cells, store, runner, backend=backend,  # type: ignore[arg-type]
-                            workers=workers, on_result=on_result)
+                            workers=workers, on_result=on_result,
+                            info={"device": device, "num_envs": num_envs, "steps": steps})
     console.print(f"done: {store.count()} finished runs in {db}; "
                   f"see `autoworld leaderboard --db {db}`")
+    sessions = store.sessions()
+    if len(sessions) > calls_before:  # this call ran cells: its time, and the grid's so far
+        total = sum(float(s["wall_s"]) for s in sessions)
+        console.print(f"bench wall time: {float(sessions[-1]['wall_s']):.1f} s this call, "
+                      f"{total:.1f} s over the {len(sessions)} call(s) that ran cells "
+                      f"({sum(int(s['cells']) for s in sessions)} runs recorded)")
     if failed:
         for line in failed[:10]:
             console.print(f"[red]failed[/red] {line}", soft_wrap=True)

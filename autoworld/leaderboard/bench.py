@@ -15,6 +15,7 @@ import functools
 import logging
 import multiprocessing as mp
 import os
+import platform
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.errors import AutoworldError
-from autoworld.leaderboard.store import CellKey, RunRecord, RunStore, versions
+from autoworld.leaderboard.store import CellKey, RunRecord, RunStore, SessionTick, versions
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,14 @@ def run_bench(
     backend: Backend = "serial",
     workers: int | None = None,
     on_result: ProgressFn | None = None,
+    info: dict[str, object] | None = None,
 ) -> list[RunRecord]:
     """Run the cells of ``cells`` not yet finished in ``store``; record each as it finishes.
+
+    A call with cells to run is a bench session in the store (``store.sessions()``): its wall
+    time, up to its last recorded run, is written with each run, so the wall time of a grid
+    filled over several calls is their sum. ``info`` is kept with the session (backend,
+    workers and host are added).
 
     Returns the records written by this call (finished and failed)."""
     todo = pending(store, cells)
@@ -182,15 +189,19 @@ def run_bench(
         raise BenchError(f"--backend: unknown backend {backend!r}; use one of "
                          f"{', '.join(BACKENDS)}")
     written: list[RunRecord] = []
+    if not todo:
+        return written
+    session = store.open_session({**(info or {}), "backend": backend, "workers": workers,
+                                  "host": platform.node(), "cells_planned": len(todo)})
+    start = time.perf_counter()
 
     def commit(record: RunRecord) -> None:
-        store.record(record)  # its own transaction: a kill after this loses nothing
+        # its own transaction, with the session's time: a kill after this loses nothing
+        store.record(record, SessionTick(session, time.perf_counter() - start))
         written.append(record)
         if on_result is not None:
             on_result(record)
 
-    if not todo:
-        return written
     if backend == "serial":
         for cell in todo:
             commit(run_cell(runner, cell))

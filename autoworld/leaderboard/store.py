@@ -8,13 +8,14 @@ the cell it was running. Finished cells are skipped by the bench; failed ones ar
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,14 @@ CREATE TABLE IF NOT EXISTS runs (
     UNIQUE (method, world, seed, steps)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    wall_s REAL NOT NULL DEFAULT 0,
+    cells INTEGER NOT NULL DEFAULT 0,
+    info TEXT NOT NULL DEFAULT '{}'
+);
 """
 
 _COLUMNS = (
@@ -58,6 +67,17 @@ _COLUMNS = (
 
 class StoreError(AutoworldError):
     """The leaderboard database cannot be opened or has an unexpected layout."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SessionTick(NamedTuple):
+    """A bench session's progress, written with a run: its id and its wall time so far."""
+
+    id: int
+    wall_s: float
 
 
 class CellKey(BaseModel):
@@ -89,7 +109,7 @@ class RunRecord(CellKey):
     status: Status = Field("finished", description="finished, or failed (retried on resume).")
     error: str = Field("", description="Error message of a failed run, else empty.")
     created_at: str = Field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        default_factory=_now,
         description="UTC time the row was written (ISO 8601).",
     )
 
@@ -179,12 +199,13 @@ class RunStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def record(self, run: RunRecord) -> None:
+    def record(self, run: RunRecord, session: SessionTick | None = None) -> None:
         """Write one run in its own transaction. A finished run replaces a failed one for the
-        same cell; a failed run never overwrites a finished one."""
-        self.record_many([run])
+        same cell; a failed run never overwrites a finished one. ``session`` updates a bench
+        session's wall time in the same transaction (see :meth:`open_session`)."""
+        self.record_many([run], session)
 
-    def record_many(self, runs: Iterable[RunRecord]) -> None:
+    def record_many(self, runs: Iterable[RunRecord], session: SessionTick | None = None) -> None:
         """Write several runs in one transaction (all or none)."""
         placeholders = ", ".join("?" for _ in _COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[4:])
@@ -193,8 +214,26 @@ class RunStore:
             f"ON CONFLICT(method, world, seed, steps) DO UPDATE SET {updates} "
             "WHERE runs.status != 'finished' OR excluded.status = 'finished'"
         )
+        runs = list(runs)
         with self.transaction() as conn:  # rows are built inside: an error rolls back all
             conn.executemany(sql, (tuple(_to_sql(run)[c] for c in _COLUMNS) for run in runs))
+            if session is not None:
+                conn.execute(
+                    "UPDATE bench_sessions SET wall_s = ?, cells = cells + ?, updated_at = ? "
+                    "WHERE id = ?", (session.wall_s, len(runs), _now(), session.id))
+
+    def open_session(self, info: dict[str, object] | None = None) -> int:
+        """Start a bench session (one ``autoworld bench`` call with cells to run) and return its
+        id. Every run recorded with a :class:`SessionTick` of it moves its wall time and cell
+        count on in the same transaction, so a killed bench keeps its time up to its last
+        finished cell, and a grid filled over several resumed calls has a measured total
+        (:meth:`sessions`)."""
+        with self.transaction() as conn:
+            now = _now()
+            cur = conn.execute(
+                "INSERT INTO bench_sessions(started_at, updated_at, info) VALUES (?, ?, ?)",
+                (now, now, json.dumps(info or {}, sort_keys=True)))
+            return int(cur.lastrowid)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -215,6 +254,15 @@ class RunStore:
                 "SELECT method, world, seed, steps FROM runs WHERE status = 'finished'"
             )
             return {CellKey(method=m, world=w, seed=s, steps=n) for m, w, s, n in cur}
+
+    def sessions(self) -> list[dict[str, object]]:
+        """The bench sessions in order: id, started_at, updated_at, wall_s (until the last run
+        it recorded), cells and info (backend, workers, device, host)."""
+        with self._connect() as conn:
+            cur = conn.execute("SELECT id, started_at, updated_at, wall_s, cells, info "
+                               "FROM bench_sessions ORDER BY id")
+            return [{"id": i, "started_at": a, "updated_at": u, "wall_s": w, "cells": c,
+                     "info": json.loads(info)} for i, a, u, w, c, info in cur]
 
     def count(self, status: Status | None = "finished") -> int:
         """Number of stored runs with ``status`` (all runs when None)."""

@@ -115,6 +115,29 @@ def test_bench_crashed_midway_resumes_only_missing_cells(tmp_path: Path) -> None
     assert store.count() == len(cells)
 
 
+def test_bench_sessions_add_up_over_resumed_calls(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "lb.db")
+    cells = plan(["a", "b"], WORLDS, 2, 100)
+    seen = []
+
+    def check(record) -> None:  # noqa: ANN001
+        # the session's count moves on in the run's own transaction
+        seen.append((store.sessions()[-1]["cells"], store.count()))
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cells, store, CountingRunner(crash_after=5), on_result=check,
+                  info={"device": "cpu"})
+    assert seen == [(i, i) for i in range(1, 6)]
+    run_bench(cells, store, CountingRunner())
+    run_bench(cells, store, CountingRunner())  # nothing left to run: no session
+    first, second = store.sessions()
+    assert (first["cells"], second["cells"]) == (5, len(cells) - 5)
+    assert first["wall_s"] > 0 and second["wall_s"] > 0
+    assert first["info"]["device"] == "cpu" and first["info"]["backend"] == "serial"
+    assert first["info"]["cells_planned"] == len(cells)
+    assert second["info"]["cells_planned"] == len(cells) - 5
+
+
 def _bench_forever(path: str) -> None:
     run_bench(plan(["a", "b"], WORLDS, 2, 100), RunStore(path), slow_runner)
 
@@ -134,6 +157,9 @@ def test_bench_killed_with_sigkill_loses_nothing(tmp_path: Path) -> None:
     done = store.finished_keys()
     assert 3 <= len(done) < len(cells)
     assert pending(store, cells) == [c for c in cells if c not in done]
+    # the killed call's session kept its time up to its last recorded run
+    (killed,) = store.sessions()
+    assert killed["cells"] == len(done) and killed["wall_s"] >= 0.15 * len(done)
     resumed = CountingRunner()
     run_bench(cells, store, resumed)
     assert set(resumed.calls) == set(cells) - done

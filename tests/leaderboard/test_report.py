@@ -149,8 +149,11 @@ def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
     lava = [w for w in list_worlds() if "Lava" in w]
     n = RunStore(db).count()
     assert n == 2 * 2 * (1 + len(lava))
+    assert re.search(rf"bench wall time: [\d.]+ s this call, [\d.]+ s over the 1 call\(s\) "
+                     rf"that ran cells \({n} runs recorded\)", " ".join(first.output.split()))
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and f"{n} already finished, 0 to run" in again.output
+    assert "bench wall time" not in again.output  # nothing ran
     out = {}
     for f in ("md", "csv", "json"):
         res = cli.invoke(app, ["leaderboard", "--db", str(db), "--format", f, "--reps", "200"])
