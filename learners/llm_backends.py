@@ -85,14 +85,11 @@ class _TransformersChooser:
         if not cfg.model or not Path(cfg.model).is_dir():
             raise LLMAgentError(f"model: no model folder at {cfg.model!r}; pass a local Hugging "
                                 "Face model directory (config.json, weights, tokenizer)")
+        from autoworld.generator.transformers_backend import load_causal_lm
+
         self.cfg = cfg
-        try:
-            self.tok = transformers.AutoTokenizer.from_pretrained(cfg.model)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(cfg.model)
-        except (OSError, ValueError) as exc:
-            raise LLMAgentError(f"model: cannot load a causal LM from {cfg.model}: "
-                                f"{' '.join(str(exc).split())[:300]}") from None
-        self.model.to(cfg.device).eval()
+        self.tok, self.model = load_causal_lm(transformers, cfg.model, cfg.device,
+                                              LLMAgentError, prefix="model: ")
         ids = []
         for i in range(len(names)):
             toks = self.tok.encode(str(i), add_special_tokens=False)

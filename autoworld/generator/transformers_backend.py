@@ -37,6 +37,21 @@ VIEWS = ("full_grid", "egocentric")
 JSON_OPTIONS = {"whitespace_flexible": False, "coerce_one_of": True}
 
 
+def load_causal_lm(transformers: Any, path: str, device: Any, error: type[Exception],
+                   prefix: str = "") -> tuple[Any, Any]:
+    """(tokenizer, model) of the local Hugging Face model folder ``path``, the model on
+    ``device`` in eval mode; a folder that is not a causal LM raises ``error`` (message
+    ``prefix`` + what to fix). Shared by the generator's and the language agent's backends."""
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise error(f"{prefix}cannot load a causal LM from {path}: "
+                    f"{' '.join(str(exc).split())[:300]}") from None
+    model.to(device).eval()
+    return tokenizer, model
+
+
 def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], plain_suffix: str
                    ) -> list[int]:
     """Token ids of a chat prompt: the tokenizer's chat template with the generation prompt, or,
@@ -197,13 +212,8 @@ class TransformersBackend:
         if self._model is not None:
             return
         _, transformers = _import_llm()
-        try:
-            self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_path)
-            self._model = transformers.AutoModelForCausalLM.from_pretrained(self.model_path)
-        except (OSError, ValueError) as exc:
-            raise GenerationError(f"cannot load a causal LM from {self.model_path}: "
-                                  f"{' '.join(str(exc).split())[:300]}") from None
-        self._model.to(self.device).eval()
+        self._tokenizer, self._model = load_causal_lm(transformers, self.model_path,
+                                                      self.device, GenerationError)
         if self.constrained:
             llguidance = _import_llguidance()
             try:

@@ -278,3 +278,20 @@ def test_missing_local_model_is_a_clear_error(tmp_path):
     pytest.importorskip("transformers")
     with pytest.raises(LLMAgentError, match="no model folder"):
         LLMAgent(load_world("Empty-6x6"), method_config(f"llm-hf:{tmp_path / 'nope'}"))
+
+
+def test_a_folder_without_a_model_names_the_fix_in_both_backends(tmp_path):
+    pytest.importorskip("transformers")
+    from autoworld.errors import GenerationError
+    from autoworld.generator.transformers_backend import load_causal_lm
+    from autoworld.learners.llm_backends import _TransformersChooser
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    cfg = method_config(f"llm-hf:{empty}")
+    with pytest.raises(LLMAgentError, match=r"^model: cannot load a causal LM from .*not-a-model"):
+        _TransformersChooser(cfg, ["left", "right"])
+    import transformers
+
+    with pytest.raises(GenerationError, match=r"^cannot load a causal LM from .*not-a-model"):
+        load_causal_lm(transformers, str(empty), "cpu", GenerationError)
