@@ -85,8 +85,8 @@ section arm 60 python benchmarks/arm_throughput.py --device "$dev" --num-envs "4
 section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
   --device "$dev"
 # the same with the engines' steps replayed as recorded CUDA graphs (both executors)
-section poet_graph 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
-  --device "$dev" --cuda-graph
+section poet_graph 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
+  --device "$dev" --cuda-graph --profile
 # ... and with the mix's buckets on their own CUDA streams (the environment switch)
 section poet_graph_streams 100 env AUTOWORLD_CUDA_STREAMS=1 python benchmarks/poet_speed.py \
   --pairs 20 --population 512 --iterations 3 --device "$dev" --cuda-graph
@@ -105,6 +105,11 @@ fi
 # a whole POET run (POET preset, population 512) with 20 active pairs from the first iteration
 section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
   --skip-step --run-iterations "$poet_iters" --device "$dev"
+# ... and the same run with graphs
+if [ "$dev" = cuda ]; then
+  section poet_run_graph 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
+    --skip-step --run-iterations "$poet_iters" --device "$dev" --cuda-graph
+fi
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
 for plan in none components; do

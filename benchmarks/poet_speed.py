@@ -95,6 +95,37 @@ def _measure(executor, worlds, jobs, population: int, iterations: int) -> dict:
             "env_steps_per_s": (executor.env_steps - steps0) / wall}
 
 
+def _profile(executor, worlds, jobs, population: int, device: str) -> dict:
+    """Where one ES step's time goes: wall time, the device's busy time (the sum of kernel
+    times; on CPU, of the top-level ops), the number of kernels (or ops), and the ops that
+    took most of it. Device busy much less than wall: the step is bound by launches and the
+    host; about equal: by the device's work."""
+    from torch.profiler import ProfilerActivity, profile
+
+    executor.es_steps(worlds, jobs, population, 1, 0.01)  # warm-up, as in _measure
+    acts = [ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        acts.append(ProfilerActivity.CUDA)
+        torch.cuda.synchronize()
+    with profile(activities=acts) as prof:
+        start = time.perf_counter()
+        executor.es_steps(worlds, jobs, population, 1, 0.01)
+        wall = time.perf_counter() - start
+    events = prof.events()
+    if device.startswith("cuda"):
+        kernels = [e for e in events if e.device_type.name == "CUDA"]
+        busy = sum(e.device_time for e in kernels) / 1e6
+        launches = len(kernels)
+        by = "self_cuda_time_total"
+    else:
+        kernels = [e for e in events if e.cpu_parent is None]
+        busy = sum(e.cpu_time_total for e in kernels) / 1e6
+        launches = sum(1 for e in events if e.name.startswith("aten::"))
+        by = "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=by, row_limit=12)
+    return {"wall_s": wall, "device_busy_s": busy, "kernels": launches, "top": table}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=10)
@@ -108,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="how the batched engine groups worlds (see envs/grid/bucketed.py)")
     ap.add_argument("--cuda-graph", action="store_true",
                     help="engines replay recorded CUDA graphs (CUDA only; both executors)")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile one ES step of each executor: device busy time vs wall, "
+                    "kernel count, top ops (printed after the JSON line)")
     ap.add_argument("--run-iterations", type=int, default=0,
                     help="also time a POET run of this many iterations (POET preset)")
     ap.add_argument("--full", action="store_true",
@@ -139,6 +173,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"bench": "ratio", **common, "speedup":
                           serial["seconds_per_iteration"] / batched["seconds_per_iteration"]}),
               flush=True)
+    if args.profile:
+        for name, cls in (("batched", LocalExecutor), ("serial", SerialExecutor)):
+            prof = _profile(cls(policy, args.device, args.bucketing, args.cuda_graph), worlds,
+                            jobs, args.population, args.device)
+            top = prof.pop("top")
+            print(json.dumps({"bench": f"profile_{name}", **common, **prof}), flush=True)
+            print(top, flush=True)
     if args.run_iterations:
         from autoworld.poet.config import PoetConfig
         from autoworld.poet.loop import PoetRun

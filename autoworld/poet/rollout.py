@@ -235,11 +235,17 @@ def bank_size(jobs: list[EsJob]) -> int:
     return sizes.pop()
 
 
-def es_noise(job: EsJob, half: int, out: torch.Tensor | None = None) -> torch.Tensor:
+def es_noise(job: EsJob, half: int, out: torch.Tensor | None = None,
+             device: str | torch.device = "cpu") -> torch.Tensor:
     """(half, D) noise vectors eps_i of a job's antithetic population (members +eps_i and
-    -eps_i), drawn from the job's seed; written into ``out`` when given."""
-    gen = torch.Generator().manual_seed(rng.derive_seed(job.seed, "noise") & 0x7FFFFFFFFFFFFFFF)
-    return torch.randn(half, job.theta.numel(), generator=gen, out=out)
+    -eps_i), drawn from the job's seed by a generator on ``device`` (the device the rollouts run
+    on: a population of 512 is ~4M numbers per pair, too many to draw on the host and copy at
+    every step); written into ``out`` (on ``device``) when given. Same seed and device, same
+    noise; CPU and CUDA generators draw different numbers."""
+    device = torch.device(device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(rng.derive_seed(job.seed, "noise") & 0x7FFFFFFFFFFFFFFF)
+    return torch.randn(half, job.theta.numel(), generator=gen, out=out, device=device)
 
 
 def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: list[EsJob],
@@ -255,10 +261,11 @@ def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: lis
         return []
     half = population // 2
     train_levels = bank_size(jobs)
-    eps = torch.empty(len(jobs), half, jobs[0].theta.numel())  # (J, half, D)
+    dev = runner.device
+    eps = torch.empty(len(jobs), half, jobs[0].theta.numel(), device=dev)  # (J, half, D)
     row_world, levels, keys = [], [], []
     for i, job in enumerate(jobs):
-        es_noise(job, half, out=eps[i])
+        es_noise(job, half, out=eps[i], device=dev)
         row_world += [job.world] * population
         # common random numbers: every member plays the same levels with the same env keys and
         # action noise, so fitness differences come from the weights, not from luck
@@ -276,7 +283,7 @@ def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: lis
     out = []
     for i, job in enumerate(jobs):
         fitness = ret[i * population:(i + 1) * population].mean(1)  # (P,): +eps_0, -eps_0, ...
-        grad = antithetic_gradient(eps[i], fitness, job.sigma) - l2 * job.theta
+        grad = antithetic_gradient(eps[i], fitness.to(dev), job.sigma).cpu() - l2 * job.theta
         adam = Adam(job.theta.numel(), job.lr)
         adam.m, adam.v, adam.t = job.m.clone(), job.v.clone(), job.t
         theta = job.theta + adam.step(grad)

@@ -143,3 +143,35 @@ def test_poet_rollouts_with_cuda_graphs_are_unchanged(monkeypatch):
     worlds = {k: WorldEntry(load_world(n), [], []) for k, n in
               (("w0", "Empty-6x6"), ("w1", "SlipperyDeceptive-7x7"))}
     _graphed_rollouts_match(worlds, "cuda", False, monkeypatch)
+
+
+def _noise_job(seed: int):
+    from autoworld.poet.rollout import EsJob
+
+    theta = torch.zeros(50)
+    return EsJob("a0", "w0", theta, theta.clone(), theta.clone(), 0, 0.1, 0.01, seed)
+
+
+def test_es_noise_is_drawn_by_the_job_seed_on_the_cpu():
+    """On CPU the noise is the CPU generator's for the job's seed (what every CPU result and
+    checkpoint was made with): same seed, same noise; another seed, other noise."""
+    from autoworld import rng
+
+    job = _noise_job(7)
+    want = torch.randn(4, 50, generator=torch.Generator().manual_seed(
+        rng.derive_seed(7, "noise") & 0x7FFFFFFFFFFFFFFF))
+    out = torch.empty(4, 50)
+    rollout.es_noise(job, 4, out=out, device="cpu")
+    assert torch.equal(out, want)
+    assert not torch.equal(rollout.es_noise(_noise_job(8), 4), want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_es_noise_is_drawn_on_the_rollout_device():
+    """On CUDA the population's noise is drawn on the GPU (no host draw, no copy), the same for
+    the same seed."""
+    a = rollout.es_noise(_noise_job(7), 4, device="cuda")
+    assert a.device.type == "cuda"
+    assert torch.equal(a, rollout.es_noise(_noise_job(7), 4, device="cuda"))
+    assert a.std().item() == pytest.approx(1.0, abs=0.2)
