@@ -283,7 +283,7 @@ def run_es_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: lis
     out = []
     for i, job in enumerate(jobs):
         fitness = ret[i * population:(i + 1) * population].mean(1)  # (P,): +eps_0, -eps_0, ...
-        grad = antithetic_gradient(eps[i], fitness.to(dev), job.sigma).cpu() - l2 * job.theta
+        grad = antithetic_gradient(eps[i], fitness, job.sigma).cpu() - l2 * job.theta
         adam = Adam(job.theta.numel(), job.lr)
         adam.m, adam.v, adam.t = job.m.clone(), job.v.clone(), job.t
         theta = job.theta + adam.step(grad)
@@ -298,7 +298,8 @@ def antithetic_gradient(eps: torch.Tensor, fitness: torch.Tensor, sigma: float
     fitness (P,) in member order (+eps_0, -eps_0, +eps_1, ...): the centred-rank estimate
     sum_i (shaped(+eps_i) - shaped(-eps_i)) eps_i / (P sigma), without the (P, D) noise."""
     shaped = centred_ranks(fitness).reshape(-1, 2)
-    return ((shaped[:, 0] - shaped[:, 1]).to(eps.dtype) @ eps) / (fitness.numel() * sigma)
+    diff = (shaped[:, 0] - shaped[:, 1]).to(eps.device, eps.dtype)  # ranks on the host
+    return (diff @ eps) / (fitness.numel() * sigma)
 
 
 # ====================================================================== scoring
