@@ -59,16 +59,20 @@ print(torch.cuda.get_device_name(0), torch.__version__)" 2>&1 | tee -a "$log" ||
   section cuda_tests 120 python -m pytest -q -m "cuda or cuda_graph" tests
   # the CUDA-graph sections first (one launch per program): the figures not yet measured
   section mixed12_graph 120 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
-    --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --homogeneous --json
+    --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --no-concurrent --homogeneous --json
   # with one launch per program the fixed cost per program shrinks, so the auto plan's merges
   # (tuned for eager launches) may no longer pay: the two extreme plans, replayed as graphs
   for plan in components none; do
     section "mixed12_graph_$plan" 60 python benchmarks/throughput.py --worlds "$MIX" \
-      --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --bucketing "$plan" --json
+      --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --no-concurrent \
+      --bucketing "$plan" --json
   done
-  # the buckets on their own CUDA streams (small programs side by side), graphed and compiled
+  # the buckets on their own CUDA streams (small programs side by side; the default with graphs,
+  # and the auto plan charges a program less), graphed and compiled; then one after another
   section mixed12_graph_streams 60 python benchmarks/throughput.py --worlds "$MIX" \
-    --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --concurrent --json
+    --device "$dev" --num-envs "$mid,$big" --repeats 3 --steps "$t" --cuda-graph --json
+  section mixed12_graph_mid 40 python benchmarks/throughput.py --worlds "$MIX" \
+    --device "$dev" --num-envs "$mid" --repeats 3 --steps "$t" --cuda-graph --no-concurrent --json
   section mixed12_graph_components_streams 60 python benchmarks/throughput.py --worlds "$MIX" \
     --device "$dev" --num-envs "$big" --repeats 3 --steps "$t" --cuda-graph --concurrent \
     --bucketing components --json
@@ -85,11 +89,14 @@ section arm 60 python benchmarks/arm_throughput.py --device "$dev" --num-envs "4
 section poet 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
   --device "$dev"
 # the same with the engines' steps replayed as recorded CUDA graphs (both executors)
-section poet_graph 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
-  --device "$dev" --cuda-graph --profile
-# ... and with the mix's buckets on their own CUDA streams (the environment switch)
-section poet_graph_streams 100 env AUTOWORLD_CUDA_STREAMS=1 python benchmarks/poet_speed.py \
+# (graphed engines step their buckets on CUDA streams by default)
+section poet_graph 100 python benchmarks/poet_speed.py --pairs 20 --population 512 --iterations 3 \
+  --device "$dev" --cuda-graph
+# ... without the streams (the environment switch), and where one step's time goes
+section poet_graph_no_streams 100 env AUTOWORLD_CUDA_STREAMS=0 python benchmarks/poet_speed.py \
   --pairs 20 --population 512 --iterations 3 --device "$dev" --cuda-graph
+section poet_graph_profile 150 python benchmarks/poet_speed.py --pairs 20 --population 512 \
+  --iterations 1 --device "$dev" --cuda-graph --profile
 # the leaderboard sample: 8 methods x 2 worlds x 1 seed at the issue's 1M steps per run, cells
 # in parallel processes sharing the GPU; the full grid (36 worlds x 5 seeds) is 90x this sample
 section leaderboard 150 autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \

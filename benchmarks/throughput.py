@@ -65,7 +65,7 @@ def sync(device: torch.device) -> None:
 
 def run(worlds, num_envs: int, device: str, steps: int, compile_: bool, mode: str,
         seed: int, repeats: int = 5, bucketing: str = "auto", cuda_graph: bool = False,
-        concurrent: bool = False) -> dict:
+        concurrent: bool | None = None) -> dict:
     dev = torch.device(device)
     eng = make_engine(worlds, num_envs=num_envs, device=dev, seed=seed, compile=compile_,
                       bucketing=bucketing, cuda_graph=cuda_graph, concurrent=concurrent)
@@ -126,8 +126,9 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the step")
     ap.add_argument("--cuda-graph", action="store_true",
                     help="replay the step as a recorded CUDA graph (CUDA only)")
-    ap.add_argument("--concurrent", action="store_true",
-                    help="step a mix's buckets on their own CUDA streams (CUDA only)")
+    ap.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
+                    help="step a mix's buckets on their own CUDA streams (CUDA only; default: "
+                    "on with --cuda-graph, see make_engine)")
     ap.add_argument("--policy", action="store_true", help="policy forward pass in the loop")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -168,7 +169,7 @@ def main() -> None:
                 "mixed_steps_per_s": res["steps_per_s"],
                 "mixed_over_homogeneous": round(res["steps_per_s"] / harmonic, 3),
                 "bucketing": args.bucketing, "compile": args.compile,
-                "cuda_graph": args.cuda_graph, "concurrent": args.concurrent,
+                "cuda_graph": args.cuda_graph, "concurrent": res["concurrent"],
                 "machine": machine(),
             }), flush=True)
 

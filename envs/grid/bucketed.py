@@ -27,12 +27,14 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from autoworld.envs.grid.engine import GridEngine
+from autoworld.envs.grid.graphs import env_default as graphs_env_default
 from autoworld.envs.grid.graphs import env_flag
 from autoworld.envs.grid.level import LevelBank
 from autoworld.envs.grid.spec import GridWorldSpec
@@ -58,19 +60,28 @@ def component_signature(spec: GridWorldSpec) -> tuple[str, ...]:
 # per component: (BASE_COMPONENTS + |S|) * (overhead_envs + n). ``overhead_envs`` is the fixed
 # per-step cost of a program (op dispatch, kernel launches) in env-equivalents; measured on 2 CPU
 # cores, a program's step at 256 envs costs about half its step at 4,096 envs (docs/benchmarks.md).
+#
+# On CUDA with recorded graphs and a stream per bucket (the default for graphed engines, see
+# make_engine), a small program's fixed cost (a chain of ~300 small kernels, ~0.25 ms whatever
+# the batch) overlaps with the other programs' instead of adding to it, so the model charges much
+# less per program ("cuda_streams"). Measured on one H100 with the 12-world mix at 1,048,576
+# envs: 12 programs on streams 131M steps/s against 103M for the 4 programs of the eager-tuned
+# plan on streams (docs/benchmarks.md); the value keeps small batches (a POET step, ~10k envs)
+# in one program.
 BASE_COMPONENTS = 4  # the engine's own work per step (moves, time, reset, view merge)
-OVERHEAD_ENVS = {"cpu": 1_000, "cuda": 200_000}
+OVERHEAD_ENVS = {"cpu": 1_000, "cuda": 200_000, "cuda_streams": 10_000}
 
 
 def plan_buckets(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int],
                  overhead_envs: float | None = None, device: str | torch.device = "cpu",
-                 merge: bool = True) -> list[list[int]]:
+                 merge: bool = True, concurrent: bool = False) -> list[list[int]]:
     """Group the worlds in use into buckets (lists of world indices), one program each.
 
     Start from one bucket per component set; then, while merging two buckets into one program
     (running their union of components on both sets of envs) is cheaper under the cost model
     than running them apart, merge the pair that saves most. Small batches thus fall back to one
     program (its fixed cost dominates), large ones keep a program per component set.
+    ``concurrent``: the programs will run side by side on CUDA streams (a smaller fixed cost).
     """
     counts: dict[int, int] = {}
     for w in world_ids:
@@ -81,8 +92,11 @@ def plan_buckets(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int],
     groups = [(set(sig), sum(counts[w] for w in ws), ws) for sig, ws in by_sig.items()]
     if not merge:
         return [g[2] for g in groups]
+    kind = torch.device(device).type
+    if kind == "cuda" and concurrent:
+        kind = "cuda_streams"
     k = overhead_envs if overhead_envs is not None else OVERHEAD_ENVS.get(
-        torch.device(device).type, OVERHEAD_ENVS["cuda"])
+        kind, OVERHEAD_ENVS["cuda"])
 
     def cost(comps: set[str], n: int) -> float:
         return (BASE_COMPONENTS + len(comps)) * (k + n)
@@ -102,6 +116,18 @@ def plan_buckets(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int],
         groups[i] = (si | sj, ni + nj, wi + wj)
         del groups[j]
     return [g[2] for g in groups]
+
+
+def default_concurrent(device: str | torch.device, cuda_graph: bool | None) -> bool:
+    """Whether a bucketed engine built with ``concurrent=None`` steps its buckets on streams:
+    on CUDA, when ``AUTOWORLD_CUDA_STREAMS`` says so (1 on, 0 off), else when its programs
+    replay recorded graphs (streams measured faster there; eager streams were not)."""
+    if torch.device(device).type != "cuda":
+        return False
+    flag = os.environ.get(STREAMS_ENV_VAR, "").strip()
+    if flag:
+        return env_flag(STREAMS_ENV_VAR)
+    return bool(graphs_env_default() if cuda_graph is None else cuda_graph)
 
 
 def make_engine(
@@ -131,13 +157,16 @@ def make_engine(
 
     ``concurrent=True`` (CUDA only) steps the buckets on their own CUDA streams, so that small
     programs run side by side on the GPU (see :class:`BucketedGridEngine`); ``None`` (default):
-    on for CUDA engines when the environment sets ``AUTOWORLD_CUDA_STREAMS=1``, else off.
+    on for CUDA engines that replay recorded graphs (``cuda_graph``, or ``AUTOWORLD_CUDA_GRAPH=1``
+    when it is None) or when the environment sets ``AUTOWORLD_CUDA_STREAMS=1``; off otherwise
+    and when it sets ``AUTOWORLD_CUDA_STREAMS=0``. With streams the ``auto`` plan charges less
+    per program (``OVERHEAD_ENVS["cuda_streams"]``) and keeps more buckets apart.
     """
     if bucketing not in BUCKETING_MODES:
         raise EngineError(f"bucketing must be one of {BUCKETING_MODES} (got {bucketing!r})")
     world_list = [worlds] if isinstance(worlds, GridWorldSpec) else list(worlds)
     if concurrent is None:
-        concurrent = torch.device(device).type == "cuda" and env_flag(STREAMS_ENV_VAR)
+        concurrent = default_concurrent(device, cuda_graph)
     kw = dict(num_envs=num_envs, device=device, seed=seed, world_ids=world_ids, banks=banks,
               split=split, final_obs=final_obs, compile=compile, cuda_graph=cuda_graph)
     if bucketing == "none":
@@ -145,7 +174,7 @@ def make_engine(
     if bucketing == "auto":
         ids = [i % len(world_list) for i in range(num_envs)] if world_ids is None else world_ids
         if all(0 <= w < len(world_list) for w in ids):  # else the engine names the error
-            plan = plan_buckets(world_list, ids, overhead_envs, device)
+            plan = plan_buckets(world_list, ids, overhead_envs, device, concurrent=concurrent)
             if len(plan) <= 1:
                 return GridEngine(world_list, **kw)
             return BucketedGridEngine(world_list, **kw, plan=plan, concurrent=concurrent)

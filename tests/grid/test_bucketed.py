@@ -9,8 +9,10 @@ import torch
 
 from autoworld.envs.catalogue import load_world
 from autoworld.envs.grid.bucketed import (
+    STREAMS_ENV_VAR,
     BucketedGridEngine,
     component_signature,
+    default_concurrent,
     make_engine,
     plan_buckets,
 )
@@ -98,6 +100,39 @@ def test_plan_merges_buckets_when_one_program_is_cheaper(worlds):
     assert isinstance(make_engine(worlds, num_envs=10), GridEngine)
     eng = make_engine(worlds, num_envs=10, overhead_envs=0)
     assert isinstance(eng, BucketedGridEngine) and eng.num_buckets == len(sigs)
+
+
+def test_streams_default_for_graphed_cuda_engines(monkeypatch):
+    """Buckets go on CUDA streams by default where they were measured faster: CUDA engines that
+    replay graphs (asked for, or by AUTOWORLD_CUDA_GRAPH=1); AUTOWORLD_CUDA_STREAMS=0/1 decides
+    over that; never on CPU."""
+    monkeypatch.delenv(STREAMS_ENV_VAR, raising=False)
+    monkeypatch.delenv("AUTOWORLD_CUDA_GRAPH", raising=False)
+    assert not default_concurrent("cpu", True)
+    assert default_concurrent("cuda", True)
+    assert not default_concurrent("cuda", False)
+    assert not default_concurrent("cuda", None)
+    monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH", "1")
+    assert default_concurrent("cuda", None) and not default_concurrent("cuda", False)
+    monkeypatch.setenv(STREAMS_ENV_VAR, "0")
+    assert not default_concurrent("cuda", True)
+    monkeypatch.setenv(STREAMS_ENV_VAR, "1")
+    assert default_concurrent("cuda", False) and not default_concurrent("cpu", False)
+
+
+def test_programs_on_streams_are_charged_less(worlds):
+    """With streams a program's fixed cost overlaps the others', so the plan keeps more programs
+    apart at the same batch (and still one program for a small batch)."""
+    sigs = {component_signature(w) for w in worlds}
+    for n, small in ((5_000, True), (200_000, False)):
+        ids = [i % len(worlds) for i in range(n)]
+        alone = plan_buckets(worlds, ids, device="cuda")
+        side = plan_buckets(worlds, ids, device="cuda", concurrent=True)
+        assert len(alone) <= len(side) <= len(sigs)
+        if small:
+            assert len(side) == 1
+        else:
+            assert len(alone) < len(side) == len(sigs)
 
 
 def test_make_engine_picks_one_program_for_one_component_set(worlds):
