@@ -64,12 +64,13 @@ def component_signature(spec: GridWorldSpec) -> tuple[str, ...]:
 # On CUDA with recorded graphs and a stream per bucket (the default for graphed engines, see
 # make_engine), a small program's fixed cost (a chain of ~300 small kernels, ~0.25 ms whatever
 # the batch) overlaps with the other programs' instead of adding to it, so the model charges much
-# less per program ("cuda_streams"). Measured on one H100 with the 12-world mix at 1,048,576
-# envs: 12 programs on streams 131M steps/s against 103M for the 4 programs of the eager-tuned
-# plan on streams (docs/benchmarks.md); the value keeps small batches (a POET step, ~10k envs)
-# in one program.
+# less per program ("cuda_streams"). Measured on one H100 with the 12-world mix of
+# docs/benchmarks.md, all graphed on streams: at 1,048,576 envs 12 programs ran 131M steps/s
+# (twice) against 103M for the 4 of the eager-tuned plan and 126M for 11; at 65,536 envs 5
+# programs ran 31.5M against 26.6M for one program without streams. 7,500 gives those plans (12
+# and 5) and keeps a POET step (20 worlds x 512 envs) in one program.
 BASE_COMPONENTS = 4  # the engine's own work per step (moves, time, reset, view merge)
-OVERHEAD_ENVS = {"cpu": 1_000, "cuda": 200_000, "cuda_streams": 10_000}
+OVERHEAD_ENVS = {"cpu": 1_000, "cuda": 200_000, "cuda_streams": 7_500}
 
 
 def plan_buckets(worlds: Sequence[GridWorldSpec], world_ids: Sequence[int],
