@@ -19,7 +19,8 @@ def bench_command(
                                      "language agent served by --llm-base-url, llm-hf:DIR a "
                                      "local Hugging Face model."),
     worlds: str = typer.Option("all", "--worlds", "-w",
-                               help="all, or a comma list of names, globs ('*Lava*') or tag:TAG."),
+                               help="all, or a comma list of names, globs ('*Lava*'), tag:TAG or "
+                                    "suite:NAME (suite:core36: the 36-world leaderboard grid)."),
     seeds: int = typer.Option(3, "--seeds", "-k", min=1, help="Seeds per (method, world)."),
     steps: int = typer.Option(100_000, "--steps", "-n", min=1, help="Env-step budget per run."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="SQLite leaderboard file (created)."),
@@ -37,6 +38,10 @@ def bench_command(
         "(default $AUTOWORLD_LLM_BASE_URL; key from $AUTOWORLD_LLM_API_KEY)."),
     llm_workers: int | None = typer.Option(None, "--llm-workers", min=1,
                                            help="Concurrent requests per llm:MODEL run."),
+    time_limit: float | None = typer.Option(
+        None, "--time-limit", min=1,
+        help="Seconds: start no run that would end after this (by the mean run so far); the "
+             "rest stay pending for the next call."),
 ) -> None:
     """Train every method on every world with every seed and record the scores.
 
@@ -82,9 +87,10 @@ def bench_command(
             progress.update(task, advance=1, description=label)
 
         calls_before = len(store.sessions())
-        bench_lib.run_bench(cells, store, runner, backend=backend,  # type: ignore[arg-type]
-                            workers=workers, on_result=on_result,
-                            info={"device": device, "num_envs": num_envs, "steps": steps})
+        written = bench_lib.run_bench(
+            cells, store, runner, backend=backend,  # type: ignore[arg-type]
+            workers=workers, on_result=on_result, time_limit=time_limit,
+            info={"device": device, "num_envs": num_envs, "steps": steps})
     console.print(f"done: {store.count()} finished runs in {db}; "
                   f"see `autoworld leaderboard --db {db}`")
     sessions = store.sessions()
@@ -93,6 +99,10 @@ def bench_command(
         console.print(f"bench wall time: {float(sessions[-1]['wall_s']):.1f} s this call, "
                       f"{total:.1f} s over the {len(sessions)} call(s) that ran cells "
                       f"({sum(int(s['cells']) for s in sessions)} runs recorded)")
+    left = len(todo) - len(written)
+    if left:
+        console.print(f"time limit: {left} cell(s) not started; rerun the same command to "
+                      "run them")
     if failed:
         for line in failed[:10]:
             console.print(f"[red]failed[/red] {line}", soft_wrap=True)

@@ -89,8 +89,10 @@ def select_methods(expr: str, available: Sequence[str],
 def select_worlds(
     expr: str, available: Sequence[str], tags_of: Callable[[str], Iterable[str]] | None = None
 ) -> list[str]:
-    """``all``, or a comma list whose items are world names, glob patterns (``*Lava*``) or
-    ``tag:TAG`` (worlds with that taxonomy class, e.g. ``tag:partial``); the union, sorted."""
+    """``all``, or a comma list whose items are world names, glob patterns (``*Lava*``),
+    ``tag:TAG`` (worlds with that taxonomy class, e.g. ``tag:partial``) or ``suite:NAME`` (a
+    fixed list, :mod:`autoworld.leaderboard.suites`, e.g. ``suite:core36``); the union,
+    sorted."""
     if tags_of is None:
         from autoworld.leaderboard.report import catalogue_tags
 
@@ -104,6 +106,17 @@ def select_worlds(
         if item.startswith("tag:"):
             tag = item[4:]
             hits = {w for w in available if tag in set(tags_of(w))}
+        elif item.startswith("suite:"):
+            from autoworld.leaderboard.suites import SUITES
+
+            if item[6:] not in SUITES:
+                raise BenchError(f"--worlds: unknown suite {item[6:]!r}; use one of "
+                                 f"{', '.join('suite:' + k for k in SUITES)}")
+            hits = set(SUITES[item[6:]])
+            missing = sorted(hits - set(available))
+            if missing:
+                raise BenchError(f"--worlds: {item} names worlds this catalogue lacks: "
+                                 f"{', '.join(missing)}")
         elif any(ch in item for ch in "*?["):
             hits = set(fnmatch.filter(available, item))
         elif item in available:
@@ -112,7 +125,7 @@ def select_worlds(
             hits = {item}  # an arm world: ArmReach-N3 (arm catalogue) or ArmReach-arm3
         else:
             raise BenchError(f"--worlds: unknown world {item!r}; give names, a glob like "
-                             "'*Lava*', tag:TAG or all (see `autoworld list`)")
+                             "'*Lava*', tag:TAG, suite:NAME or all (see `autoworld list`)")
         if not hits:
             raise BenchError(f"--worlds: {item!r} matches no world (see `autoworld list`)")
         chosen |= hits
@@ -151,9 +164,14 @@ def pending(store: RunStore, cells: Sequence[CellKey]) -> list[CellKey]:
 # -- running ----------------------------------------------------------------------------------
 
 
+def _now() -> float:
+    """The bench's clock (one name, so tests can stand in for it)."""
+    return time.perf_counter()
+
+
 def run_cell(runner: Runner, cell: CellKey) -> RunRecord:
     """Run one cell and turn its outcome (or its error) into a record. Runs in the worker."""
-    start = time.perf_counter()
+    start = _now()
     try:
         outcome = runner(cell)
         if not isinstance(outcome, CellOutcome):
@@ -164,7 +182,7 @@ def run_cell(runner: Runner, cell: CellKey) -> RunRecord:
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         fields = {"status": "failed", "error": last[:2000]}
     return RunRecord(**cell.model_dump(), **fields,
-                     wall_time_s=time.perf_counter() - start, **versions())
+                     wall_time_s=_now() - start, **versions())
 
 
 def run_bench(
@@ -175,8 +193,14 @@ def run_bench(
     workers: int | None = None,
     on_result: ProgressFn | None = None,
     info: dict[str, object] | None = None,
+    time_limit: float | None = None,
 ) -> list[RunRecord]:
     """Run the cells of ``cells`` not yet finished in ``store``; record each as it finishes.
+
+    ``time_limit`` (seconds): start no cell that would end after it, judged by the mean wall
+    time of this call's runs so far (the first cells always start); running cells finish and
+    the rest stay pending for the next call. The parallel backends keep at most ``workers``
+    cells in flight, so that no more start once the limit is near.
 
     A call with cells to run is a bench session in the store (``store.sessions()``): its wall
     time, up to its last recorded run, is written with each run, so the wall time of a grid
@@ -192,24 +216,44 @@ def run_bench(
     if not todo:
         return written
     session = store.open_session({**(info or {}), "backend": backend, "workers": workers,
-                                  "host": platform.node(), "cells_planned": len(todo)})
-    start = time.perf_counter()
+                                  "host": platform.node(), "cells_planned": len(todo),
+                                  "time_limit_s": time_limit})
+    start = _now()
+    gate = _Deadline(start, time_limit)
 
     def commit(record: RunRecord) -> None:
         # its own transaction, with the session's time: a kill after this loses nothing
-        store.record(record, SessionTick(session, time.perf_counter() - start))
+        store.record(record, SessionTick(session, _now() - start))
         written.append(record)
+        gate.runs.append(record.wall_time_s)
         if on_result is not None:
             on_result(record)
 
     if backend == "serial":
         for cell in todo:
+            if not gate.may_start():
+                break
             commit(run_cell(runner, cell))
     elif backend == "process":
-        _run_process(todo, runner, workers, commit)
+        _run_process(todo, runner, workers, commit, gate)
     else:
-        _run_ray(todo, runner, workers, commit)
+        _run_ray(todo, runner, workers, commit, gate)
     return written
+
+
+class _Deadline:
+    """Whether a cell may start now: always without a limit; else when the mean wall time of
+    the runs so far (none yet: zero) still ends within ``limit`` seconds of ``start``."""
+
+    def __init__(self, start: float, limit: float | None) -> None:
+        self.start, self.limit = start, limit
+        self.runs: list[float] = []
+
+    def may_start(self) -> bool:
+        if self.limit is None:
+            return True
+        expected = sum(self.runs) / len(self.runs) if self.runs else 0.0
+        return _now() - self.start + expected <= self.limit
 
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
@@ -227,17 +271,28 @@ def _init_worker(threads: int) -> None:
 
 
 def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
-                 commit: Callable[[RunRecord], None]) -> None:
+                 commit: Callable[[RunRecord], None], gate: _Deadline) -> None:
     n = workers or os.cpu_count() or 1
+    queue = iter(todo)
     # spawn, not fork: a forked child cannot use CUDA, and fork under threads is unsafe
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker, initargs=(worker_threads(n),)) as pool:
-        futures = {pool.submit(run_cell, runner, cell) for cell in todo}
+        futures: set = set()
+
+        def refill() -> None:  # at most n in flight, none started past the deadline
+            while len(futures) < n and gate.may_start():
+                cell = next(queue, None)
+                if cell is None:
+                    return
+                futures.add(pool.submit(run_cell, runner, cell))
+
+        refill()
         try:
             while futures:
                 done, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in done:
                     commit(fut.result())
+                refill()
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -245,7 +300,7 @@ def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
 
 
 def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
-             commit: Callable[[RunRecord], None]) -> None:
+             commit: Callable[[RunRecord], None], gate: _Deadline) -> None:
     try:
         import ray
     except ImportError as exc:
@@ -253,11 +308,21 @@ def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
     if not ray.is_initialized():
         ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(run_cell)
-    refs = [remote.remote(runner, cell) for cell in todo]
+    if gate.limit is None:
+        refs = [remote.remote(runner, cell) for cell in todo]
+        queue = iter(())
+    else:  # at most the cluster's CPUs in flight, so that none start past the deadline
+        n = workers or int(ray.cluster_resources().get("CPU", 1))
+        queue = iter(todo)
+        refs = [remote.remote(runner, c) for c in (next(queue, None) for _ in range(n))
+                if c is not None]
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
         for ref in done:
             commit(ray.get(ref))
+            cell = next(queue, None) if gate.may_start() else None
+            if cell is not None:
+                refs.append(remote.remote(runner, cell))
 
 
 # -- the default runner: autoworld.learners -----------------------------------------------------

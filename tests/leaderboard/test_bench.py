@@ -232,8 +232,10 @@ def test_ray_backend_on_a_local_instance_matches_serial(tmp_path: Path) -> None:
     serial = RunStore(tmp_path / "serial.db")
     run_bench(cells, serial, fake_runner, backend="serial")
     distributed = RunStore(tmp_path / "ray.db")
+    limited = RunStore(tmp_path / "ray-limited.db")  # 2 in flight at a time, refilled
     try:
         run_bench(cells, distributed, fake_runner, backend="ray", workers=2)
+        run_bench(cells, limited, fake_runner, backend="ray", workers=2, time_limit=1e6)
     finally:
         ray.shutdown()
 
@@ -241,7 +243,7 @@ def test_ray_backend_on_a_local_instance_matches_serial(tmp_path: Path) -> None:
         return sorted((r.method, r.world, r.seed, r.score_opt) for r in store.runs())
 
     assert len(scores(distributed)) == len(cells)
-    assert scores(distributed) == scores(serial)
+    assert scores(distributed) == scores(serial) == scores(limited)
 
 
 def test_outcome_from_a_nested_training_result() -> None:
@@ -358,3 +360,68 @@ def test_arm_worlds_have_taxonomy_classes() -> None:
                                         "semantics": "aligned", "dynamics": "deterministic"}
     assert catalogue_tags("DoorKey-8x8")["observation"] == "partial"
     assert set(catalogue_tags("NoSuchWorld-1").values()) == {"unknown"}
+
+
+class _Clock:
+    """A fake perf_counter that only the runner moves (each run takes ``step`` seconds)."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def runner(self, cell: CellKey) -> CellOutcome:
+        self.now += self.step
+        return fake_runner(cell)
+
+
+def test_time_limit_starts_no_run_that_would_end_past_it(tmp_path: Path, monkeypatch) -> None:
+    """Runs of 10 s under a 35 s limit: three start (the third ends at 30 s), the fourth would
+    end at 40 s and does not start; the next call runs the rest, and the cells are the same as
+    one call without a limit."""
+    import autoworld.leaderboard.bench as bench
+
+    clock = _Clock(10.0)
+    monkeypatch.setattr(bench, "_now", clock)
+    cells = plan(["a", "b"], WORLDS, 1, 100)
+    store = RunStore(tmp_path / "lb.db")
+    first = run_bench(cells, store, clock.runner, time_limit=35)
+    assert [r.world for r in first] == [c.world for c in cells[:3]]
+    assert store.sessions()[0]["info"]["time_limit_s"] == 35
+    rest = run_bench(cells, store, clock.runner)
+    assert len(rest) == len(cells) - 3 and store.count() == len(cells)
+    # the first run always starts, even when the limit is shorter than a run
+    assert len(run_bench(cells, RunStore(tmp_path / "b.db"), clock.runner, time_limit=1)) == 1
+
+
+def test_time_limit_with_processes_keeps_the_rest_pending(tmp_path: Path) -> None:
+    """Process workers: with a limit that the first runs use up, no new run starts after it and
+    the store holds exactly the runs that finished."""
+    cells = plan(["a", "b"], WORLDS, 2, 100)  # 16 cells of 0.15 s, 2 at a time
+    store = RunStore(tmp_path / "lb.db")
+    start = time.perf_counter()
+    done = run_bench(cells, store, slow_runner, backend="process", workers=2, time_limit=0.5)
+    assert 2 <= len(done) < len(cells)
+    assert store.count() == len(done)
+    assert time.perf_counter() - start < 30  # it stopped early (spawning workers included)
+    run_bench(cells, store, slow_runner, backend="process", workers=2)
+    assert store.count() == len(cells)
+
+
+def test_suite_core36_is_the_leaderboard_grid() -> None:
+    """suite:core36 selects 36 catalogue grid worlds covering both values of every taxonomy
+    axis; an unknown suite is named in the error."""
+    from autoworld.leaderboard.bench import available_worlds
+    from autoworld.leaderboard.report import catalogue_tags
+
+    worlds = select_worlds("suite:core36", available_worlds())
+    assert len(worlds) == 36 and "DoorKey-8x8" in worlds
+    tags = {t for w in worlds for t in catalogue_tags(w).values()}
+    assert {"binary", "cumulative", "full", "partial", "aligned", "inverse", "deterministic",
+            "stochastic"} <= tags
+    assert select_worlds("suite:core36,Empty-6x6", available_worlds()) == worlds
+    with pytest.raises(BenchError, match="suite:core36"):
+        select_worlds("suite:core99", available_worlds())
+    with pytest.raises(BenchError, match="lacks"):
+        select_worlds("suite:core36", WORLDS)

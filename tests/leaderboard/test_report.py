@@ -197,3 +197,30 @@ def test_cli_bench_says_when_learners_are_missing(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(builtins, "__import__", no_train)
     res = CliRunner().invoke(app, ["bench", "--db", str(tmp_path / "x.db")])
     assert res.exit_code == 2 and "learners are not available" in res.output
+
+
+def test_cli_bench_time_limit_leaves_cells_for_the_next_call(fake_learners, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """--time-limit: runs of 10 s (fake clock) under a 15 s limit: the first ends at 10 s and a
+    second would end at 20 s, so one runs; the CLI says how many cells wait for the next call,
+    which runs them."""
+    import autoworld.leaderboard.bench as bench
+    from autoworld.cli.app import app
+
+    clock = {"now": 0.0}
+
+    def slow_fake(cell):  # noqa: ANN001, ANN202
+        clock["now"] += 10.0
+        return cli_fake_runner(cell)
+
+    monkeypatch.setattr(bench, "_now", lambda: clock["now"])
+    monkeypatch.setattr(bench, "make_train_runner", lambda **kw: slow_fake)
+    db = tmp_path / "lb.db"
+    args = ["bench", "--methods", "alpha", "--worlds", "Empty-6x6,DoorKey-8x8", "--seeds", "2",
+            "--steps", "50", "--db", str(db), "--time-limit", "15"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "time limit: 3 cell(s) not started" in " ".join(res.output.split())
+    assert RunStore(db).count() == 1
+    res = CliRunner().invoke(app, args[:-2])
+    assert res.exit_code == 0 and RunStore(db).count() == 4
