@@ -3,7 +3,8 @@
 # target (engine, mixed batch, arm, POET step, a leaderboard sample), each under its own time cap.
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
 # Writes OUT_DIR/log.txt (everything), OUT_DIR/results.jsonl (the JSON lines, one "# section"
-# line before each section) and OUT_DIR/leaderboard.db (the leaderboard sample).
+# line before each section), OUT_DIR/leaderboard.db (the leaderboard sample), and the stores of
+# the runs filled over several calls (leaderboard_full.db, poet_1000/; see their sections).
 # GPU_CHECK_SECONDS (default 400) bounds the whole run: sections are capped to what is left and
 # skipped when it is spent, so the files are complete when the script returns.
 # SECTIONS="leaderboard poet_run" runs only the named sections, in the script's order (default: all).
@@ -130,6 +131,18 @@ section poet_run 150 python benchmarks/poet_speed.py --pairs 20 --population 512
 if [ "$dev" = cuda ]; then
   section poet_run_graph 150 python benchmarks/poet_speed.py --pairs 20 --population 512 --full \
     --skip-step --run-iterations "$poet_iters" --device "$dev" --cuda-graph
+fi
+# the target's whole run, 1000 iterations with 20 pairs, graphed, over as many calls as it takes:
+# POET_DIR names the run carried in from the last call (default: a new one in OUT); each call
+# stops before POET_LIMIT seconds (default 420) and resumes the run from its checkpoint; the
+# folder is copied to OUT and its bench_calls.jsonl sums the calls' wall times
+poet_dir="${POET_DIR:-$out/poet_1000}"
+poet_limit="${POET_LIMIT:-420}"
+if [ "$dev" = cuda ]; then
+  section poet_run_1000 $((poet_limit + 60)) python benchmarks/poet_speed.py --pairs 20 \
+    --population 512 --full --skip-step --run-iterations 1000 --device "$dev" --cuda-graph \
+    --run-dir "$poet_dir" --resume --time-limit "$poet_limit"
+  [ -d "$poet_dir" ] && [ "$poet_dir" != "$out/poet_1000" ] && cp -r "$poet_dir" "$out/poet_1000"
 fi
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json

@@ -26,6 +26,7 @@ import json
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -144,6 +145,12 @@ def main(argv: list[str] | None = None) -> None:
                     "kernel count, top ops (printed after the JSON line)")
     ap.add_argument("--run-iterations", type=int, default=0,
                     help="also time a POET run of this many iterations (POET preset)")
+    ap.add_argument("--run-dir", default="",
+                    help="keep the timed run in this folder (default: a temporary one)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the timed run in --run-dir (a new one if it holds none)")
+    ap.add_argument("--time-limit", type=float, default=0.0,
+                    help="stop the timed run before this many seconds (resume it later)")
     ap.add_argument("--full", action="store_true",
                     help="the timed run starts with --pairs pairs instead of one")
     ap.add_argument("--skip-step", action="store_true",
@@ -181,39 +188,67 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"bench": f"profile_{name}", **common, **prof}), flush=True)
             print(top, flush=True)
     if args.run_iterations:
-        from autoworld.poet.config import PoetConfig
-        from autoworld.poet.loop import PoetRun
+        if args.run_dir:
+            Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+            print(json.dumps(_timed_run(args, common, args.run_dir)), flush=True)
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                print(json.dumps(_timed_run(args, common, d)), flush=True)
 
+
+def _timed_run(args, common: dict, d: str) -> dict:
+    """One call of the timed POET run in ``d``: a new run, or with ``--resume`` the run there
+    continued; with ``--time-limit`` it stops after the iteration past which the slowest
+    iteration so far would overrun the limit (the run resumes exactly from its checkpoint).
+    Every call's wall time is appended to ``d/bench_calls.jsonl``; the line reports this call
+    and the sum over the calls (the run's measured time once it is complete)."""
+    from autoworld.poet.config import PoetConfig
+    from autoworld.poet.loop import PoetRun
+
+    root = Path(d)
+    resume = args.resume and (root / "config.json").is_file()
+    start, cpu = time.perf_counter(), time.process_time()
+    if resume:
+        cfg = PoetConfig.model_validate_json((root / "config.json").read_text())
+        run = PoetRun(cfg, root, resume=True)
+    else:
         cfg = PoetConfig(iterations=args.run_iterations, max_active=args.pairs,
                          population=args.population, device=args.device, gifs=False,
                          tensorboard=False, bucketing=args.bucketing,
                          cuda_graph=args.cuda_graph)
-        with tempfile.TemporaryDirectory() as d:
-            start, cpu = time.perf_counter(), time.process_time()
-            run = PoetRun(cfg, d)
-            if args.full:
-                _start_pairs(run, args.pairs)
-            setup = time.perf_counter() - start
-            lines: list[dict] = []
-            run.run(lines.append)
-            wall = time.perf_counter() - start
-            walls = [m["wall_s"] for m in lines]
-            busy = [m["wall_s"] for m in lines if m["iteration"] > 0 and (
-                m["iteration"] % cfg.reproduce_every == 0
-                or m["iteration"] % cfg.transfer_every == 0)]
-            line = {"bench": "run", **common, "full": args.full,
-                    "iterations": args.run_iterations, "wall_s": wall, "setup_s": setup,
-                    "cpu_s": time.process_time() - cpu,
-                    "mean_iteration_s": sum(walls) / len(walls),
-                    "max_iteration_s": max(walls),
-                    "reproduce_transfer_iterations_s": sum(busy),
-                    "mean_active_pairs": sum(m["active_pairs"] for m in lines) / len(lines),
-                    "annecs": run.annecs.value, "admitted": run.counters["children_admitted"],
-                    "transfers": run.counters["transfers_accepted"],
-                    "active_pairs": len(run.pairs), "env_steps": run.counters["env_steps"]}
-            run.close()
-        print(json.dumps(line), flush=True)
-
+        run = PoetRun(cfg, root)
+        if args.full:
+            _start_pairs(run, args.pairs)
+    setup = time.perf_counter() - start
+    first = run.iteration
+    lines: list[dict] = []
+    while run.iteration < cfg.iterations:
+        lines.append(run.step())
+        slowest = max(m["wall_s"] for m in lines)
+        if args.time_limit and time.perf_counter() - start + slowest > args.time_limit:
+            break
+    wall = time.perf_counter() - start
+    calls_file = root / "bench_calls.jsonl"
+    with calls_file.open("a") as f:
+        f.write(json.dumps({"first_iteration": first, "iterations": len(lines),
+                            "wall_s": wall, "setup_s": setup}) + "\n")
+    calls = [json.loads(x) for x in calls_file.read_text().splitlines() if x.strip()]
+    walls = [m["wall_s"] for m in lines] or [0.0]
+    busy = [m["wall_s"] for m in lines if m["iteration"] > 0 and (
+        m["iteration"] % cfg.reproduce_every == 0 or m["iteration"] % cfg.transfer_every == 0)]
+    line = {"bench": "run", **common, "full": args.full, "resumed": resume,
+            "iterations": cfg.iterations, "first_iteration": first,
+            "iterations_this_call": len(lines), "complete": run.iteration >= cfg.iterations,
+            "wall_s": wall, "setup_s": setup, "cpu_s": time.process_time() - cpu,
+            "calls": len(calls), "wall_s_all_calls": sum(c["wall_s"] for c in calls),
+            "mean_iteration_s": sum(walls) / len(walls), "max_iteration_s": max(walls),
+            "reproduce_transfer_iterations_s": sum(busy),
+            "mean_active_pairs": sum(m["active_pairs"] for m in lines) / max(1, len(lines)),
+            "annecs": run.annecs.value, "admitted": run.counters["children_admitted"],
+            "transfers": run.counters["transfers_accepted"],
+            "active_pairs": len(run.pairs), "env_steps": run.counters["env_steps"]}
+    run.close()
+    return line
 
 if __name__ == "__main__":
     main()
