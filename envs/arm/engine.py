@@ -165,6 +165,12 @@ class ArmEngine:
         self.tasks_present = {w.task for w in self.worlds}
         self._build_tables()
         self._build_bank()
+        if compile:
+            from autoworld.envs.grid.engine import allow_compiled_engines
+
+            # every arm's step is one code object: more than 8 compiled arms in a process (a
+            # cross-embodiment batch, a bench worker) would fall back to eager without this
+            allow_compiled_engines()
         self._step_fn = torch.compile(self._step_impl) if compile else self._step_impl
         # eager CPU: a reset touches only the envs whose episode ended (see _new_episode)
         self._sparse_reset = self.device.type == "cpu" and not compile
