@@ -58,11 +58,16 @@ def _try_run(name: str, world, steps: int, num_envs: int, seed: int, device: str
     from autoworld.errors import AutoworldError
 
     try:
-        return METHODS[name].run(world, steps=steps, num_envs=num_envs, seed=seed,
-                                 device=device, options=options)
-    except AutoworldError as exc:  # e.g. BC on a world without oracle plans
+        res = METHODS[name].run(world, steps=steps, num_envs=num_envs, seed=seed,
+                                device=device, options=options)
+    except AutoworldError as exc:
         log.info("%s cannot run on this world: %s", name, exc)
         return None
+    if name == "bc" and "no_demonstrations" in res.extra:
+        # BC without oracle plans keeps its initial policy: no candidate for the budget
+        log.info("%s cannot run on this world: %s", name, res.extra["no_demonstrations"])
+        return None
+    return res
 
 
 def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int = 2,

@@ -2,13 +2,20 @@
 
 Demonstrations are the oracle's optimal plans (``OracleResult.plan``, deterministic worlds)
 replayed through the batched engine: every training level gets one env, all levels step together
-and each env records (observation, plan action) pairs until its plan ends. The policy's actor
+and each env records (observation, plan action) pairs until its plan ends. In a stochastic world
+there is no plan: the oracle's optimal policy (``oracle.OptimalPolicy``, the action of value
+iteration for every reachable state and time step) acts in the engine for a few episodes per
+level instead, each meeting its own random outcomes. The policy's actor
 head is then fit by cross-entropy on those pairs (the value head is left for a later PPO stage).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class DemonstrationError(AutoworldError):
-    """No oracle demonstration could be collected (stochastic world, or no plan fits)."""
+    """No oracle demonstration could be collected (no level solved within the state cap)."""
 
 
 class BCConfig(BaseModel):
@@ -42,36 +49,119 @@ class Demonstrations(BaseModel):
 
     obs: dict[str, torch.Tensor] = Field(..., description="Observations, (N, ...) per key.")
     actions: torch.Tensor = Field(..., description="Plan actions (N,) int64.")
-    levels: int = Field(..., ge=0, description="Levels with a plan.")
+    levels: int = Field(..., ge=0, description="Levels demonstrated.")
     mean_return: float = Field(..., description="Mean replayed return (the oracle's, if the "
                                "replay is faithful).")
 
 
+@dataclass
+class OraclePlans:
+    """What the oracle gives to imitate on a world's first training levels: optimal plans
+    (deterministic worlds), or optimal closed-loop policies (stochastic worlds), one per batch
+    of levels: ``(batch levels, indices of the solved ones in it, policy)``."""
+
+    levels: list = dc_field(default_factory=list)
+    plans: list[list[int]] = dc_field(default_factory=list)
+    policies: list[tuple[list, list[int], Any]] = dc_field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.plans) + sum(len(used) for _, used, _ in self.policies)
+
+
+_PLAN_CACHE: OrderedDict[tuple, OraclePlans] = OrderedDict()
+PLAN_CACHE_SIZE = 16  # worlds whose plans a process keeps (a bench worker meets each often)
+PLAN_CHUNK = 8  # levels solved in one batched oracle pass
+CACHED_TABLE_BYTES = 16_000_000  # worlds with larger policy tables are not kept between calls
+
+
+def oracle_plans(spec, levels: int = 32, split: str = "train", state_cap: int = 20_000
+                 ) -> OraclePlans:
+    """The oracle's optimal behaviour on the first ``levels`` levels of ``split``.
+
+    Levels are solved ``PLAN_CHUNK`` at a time in one batched oracle pass (``solve_many``, the
+    same results as one level at a time; a batch whose table does not fit the pass's budget is
+    solved a level at a time). Levels over ``state_cap`` states are skipped; a first level over
+    it ends the search (the rest would be as costly). Deterministic worlds give plans,
+    stochastic ones policies. Cached per process by the world's content hash: every seed of BC
+    and BC+PPO on a world imitates the same oracle, and solving it is most of a BC run.
+    """
+    from autoworld.envs.grid.levels import bank
+    from autoworld.envs.grid.oracle import solve_many
+
+    key = (spec.content_hash, split, int(levels), int(state_cap))
+    if key in _PLAN_CACHE:
+        _PLAN_CACHE.move_to_end(key)
+        return _PLAN_CACHE[key]
+    b = bank(spec, split)
+    todo = [b.level(i) for i in range(min(levels, len(b)))]
+    out = OraclePlans()
+
+    def solve(chunk: list) -> tuple[list, list]:
+        pols: list = []
+        res = solve_many(spec, chunk, device="cpu", state_cap=state_cap, plan=True,
+                         policy_out=pols)
+        return res, pols
+
+    for c in range(0, len(todo), PLAN_CHUNK):
+        chunk = todo[c:c + PLAN_CHUNK]
+        results, pols = solve(chunk)
+        if c == 0 and not results[0].exact:
+            break
+        if results[0].stochastic:
+            if pols:
+                parts = [(chunk, results, pols[0])]
+            else:  # the batch's policy table is over budget: a level at a time
+                parts = []
+                for level in chunk:
+                    one, one_pols = solve([level])
+                    if one_pols:
+                        parts.append(([level], one, one_pols[0]))
+            for lvls, res, pol in parts:
+                used = [j for j, r in enumerate(res) if r.exact]
+                if used:
+                    out.policies.append((lvls, used, pol))
+            continue
+        for level, res in zip(chunk, results, strict=True):
+            plan = res.plan
+            if res.exact and plan is None and len(chunk) > 1:  # table over budget in a batch
+                plan = solve([level])[0][0].plan
+            if plan:
+                out.levels.append(level)
+                out.plans.append(plan)
+    table_bytes = sum(p.table.nbytes for _, _, p in out.policies)
+    if table_bytes <= CACHED_TABLE_BYTES:
+        _PLAN_CACHE[key] = out
+        while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
+            _PLAN_CACHE.popitem(last=False)
+    return out
+
+
 def collect_demonstrations(spec, levels: int = 32, split: str = "train",
                            device: str | torch.device = "cpu", seed: int = 0,
-                           state_cap: int = 20_000) -> Demonstrations:
-    """Replay the oracle's optimal plans of the first ``levels`` levels of ``split``.
+                           state_cap: int = 20_000, episodes: int = 4) -> Demonstrations:
+    """Demonstrations of the oracle's optimal behaviour on the first ``levels`` levels of
+    ``split``: its plans replayed (deterministic worlds), or ``episodes`` episodes per level of
+    its optimal policy acting in the engine (stochastic worlds: each episode meets its own
+    outcomes, and the policy answers every state it reaches).
 
-    Levels whose state space exceeds ``state_cap`` give no plan and are skipped; a stochastic
-    world, or a first level without a plan, fails at once (the rest would be as costly).
+    Levels whose state space exceeds ``state_cap`` are skipped; a first level over it fails at
+    once (the rest would be as costly).
     """
+    found = oracle_plans(spec, levels, split, state_cap)
+    if found.policies:
+        return _policy_demonstrations(spec, found.policies, device, seed, episodes)
+    if not found.plans:
+        raise DemonstrationError(f"{spec.name}: the oracle solves none of its first training "
+                                 f"levels within {state_cap:,} states; use a method without BC")
+    return _replay_plans(spec, found.levels, found.plans, device, seed)
+
+
+def _replay_plans(spec, chosen: list, plans: list[list[int]], device, seed: int
+                  ) -> Demonstrations:
     from autoworld.envs.grid.engine import GridEngine
     from autoworld.envs.grid.level import LevelBank
-    from autoworld.envs.grid.levels import bank
-    from autoworld.envs.grid.oracle import solve
 
-    b = bank(spec, split)
-    chosen, plans = [], []
-    for i in range(min(levels, len(b))):
-        res = solve(spec, b.level(i), device="cpu", state_cap=state_cap)
-        if res.stochastic or (i == 0 and not res.plan):
-            break
-        if res.plan:
-            chosen.append(b.level(i))
-            plans.append(res.plan)
-    if not plans:
-        raise DemonstrationError(f"{spec.name}: the oracle gives no optimal plan (stochastic "
-                                 "world or state cap exceeded); use a method without BC")
     K, T = len(plans), max(len(p) for p in plans)
     eng = GridEngine(spec, num_envs=K, device=device, seed=seed,
                      banks=[LevelBank.from_levels(chosen)], final_obs=False)
@@ -94,6 +184,39 @@ def collect_demonstrations(spec, levels: int = 32, split: str = "train",
     return Demonstrations(obs={k: torch.cat(v) for k, v in obs_parts.items()},
                           actions=torch.cat(act_parts), levels=K,
                           mean_return=float(total.mean()))
+
+
+def _policy_demonstrations(spec, policies: list, device, seed: int, episodes: int
+                           ) -> Demonstrations:
+    """Episodes of the oracle's optimal policies in the engine, recorded until each ends."""
+    from autoworld.envs.grid.engine import GridEngine
+    from autoworld.envs.grid.level import LevelBank
+
+    obs_parts: dict[str, list[torch.Tensor]] = {}
+    act_parts: list[torch.Tensor] = []
+    totals: list[torch.Tensor] = []
+    for i, (chunk, used, pol) in enumerate(policies):
+        K = len(used) * episodes
+        eng = GridEngine(spec, num_envs=K, device=device, seed=seed * 1009 + i,
+                         banks=[LevelBank.from_levels(chunk)], final_obs=False)
+        obs = eng.reset(level_ids=torch.tensor(used, device=eng.device).repeat_interleave(
+            episodes))
+        live = torch.ones(K, dtype=torch.bool)
+        total = torch.zeros(K, dtype=torch.float64)
+        while bool(live.any()):
+            act = pol.actions(eng.state, live).to(eng.device)
+            on = live.to(eng.device)
+            for key, v in obs.items():
+                obs_parts.setdefault(key, []).append(v[on].cpu())
+            act_parts.append(act[on].cpu())
+            obs, reward, terminated, truncated, _ = eng.step(act)
+            total += torch.where(live, reward.double().cpu(), 0.0)
+            live &= ~(terminated | truncated).cpu()
+        totals.append(total)
+    return Demonstrations(obs={k: torch.cat(v) for k, v in obs_parts.items()},
+                          actions=torch.cat(act_parts),
+                          levels=sum(len(used) for _, used, _ in policies),
+                          mean_return=float(torch.cat(totals).mean()))
 
 
 def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: int = 0

@@ -314,12 +314,22 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
     learner = PPO(spec, cfg, steps, device=device, seed=seed)
     run.score_initial(learner.policy)
     if bc_first:
-        from autoworld.learners.bc import BCConfig, accuracy, clone, collect_demonstrations
+        from autoworld.learners.bc import (
+            BCConfig,
+            DemonstrationError,
+            accuracy,
+            clone,
+            collect_demonstrations,
+        )
 
-        demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
-        clone(learner.policy, demos, BCConfig(), seed=seed)
-        extra["bc_accuracy"] = accuracy(learner.policy, demos)
-        extra["bc_score"] = run.evaluate(learner.policy).normalized
+        try:
+            demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
+        except DemonstrationError as exc:  # no plans here: PPO from scratch, said in the result
+            extra["no_demonstrations"] = str(exc)
+        else:
+            clone(learner.policy, demos, BCConfig(), seed=seed)
+            extra["bc_accuracy"] = accuracy(learner.policy, demos)
+            extra["bc_score"] = run.evaluate(learner.policy).normalized
     while learner.iteration < learner.num_iterations:
         stats = learner.iterate()
         run.log({"iteration": learner.iteration, "env_steps": learner.global_step, **stats})
@@ -328,14 +338,26 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
 
 def _run_bc(name: str, world, steps: int, num_envs: int, seed: int, device: str, run_dir,
             options: MethodOptions | None) -> MethodResult:
-    from autoworld.learners.bc import BCConfig, accuracy, clone, collect_demonstrations
+    from autoworld.learners.bc import (
+        BCConfig,
+        DemonstrationError,
+        accuracy,
+        clone,
+        collect_demonstrations,
+    )
 
     options = options or MethodOptions()
     spec = _world(world)
     run = _Run(name, spec, steps, seed, device, run_dir, options)
     policy = _fresh_policy(spec, options.policy, seed).to(device)
     run.score_initial(policy)
-    demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
+    try:
+        demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
+    except DemonstrationError as exc:
+        # nothing to clone: the method leaves its initial policy, and says why, so that a
+        # leaderboard over all worlds has this cell (scored as what BC can do here) instead of
+        # a failure retried forever
+        return run.finish(policy, 0, demonstrations=0, levels=0, no_demonstrations=str(exc))
     losses = clone(policy, demos, BCConfig(), seed=seed)
     for epoch, loss in enumerate(losses):
         run.log({"epoch": epoch, "loss": loss})

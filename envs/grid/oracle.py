@@ -50,11 +50,13 @@ from autoworld.envs.grid.oracle_states import (
     _HashCollision,
 )
 from autoworld.envs.grid.scores import EPS, normalized_scores, random_return, random_returns
+from autoworld.errors import LevelError
 
 # The oracle's public names, with those defined in oracle_bounds, oracle_states and scores:
 # callers imported them from here before those modules existed.
 __all__ = [
-    "CHUNK_ROWS", "EPS", "PLAN_BUDGET", "SMALL_ROWS", "STATE_CAP", "OracleResult",
+    "CHUNK_ROWS", "EPS", "PLAN_BUDGET", "SMALL_ROWS", "STATE_CAP", "OptimalPolicy",
+    "OracleResult",
     "StateBudgetExceeded", "normalized_scores", "random_return", "random_returns",
     "return_upper_bound", "solve", "solve_many", "state_count_bound",
 ]
@@ -109,9 +111,46 @@ def solve(spec, level: Level, *, state_cap: int = STATE_CAP, device: str | torch
     return solve_many(spec, [level], state_cap=state_cap, device=device, plan=plan)[0]
 
 
+class OptimalPolicy:
+    """The oracle's optimal closed-loop policy over the reachable states of a batch of levels
+    (stochastic worlds too): the action value iteration picked for every (time step, state).
+
+    ``actions(state)`` reads it for a batch of engine states of those levels (an engine whose
+    bank is the same levels, in the same order, so that level ids agree).
+    """
+
+    def __init__(self, table: np.ndarray, index, remap: np.ndarray | None,
+                 solved: np.ndarray) -> None:
+        self.table = table  # (T, N) uint8
+        self.index = index  # state key -> enumeration id
+        self.remap = remap  # enumeration id -> table column (-1: level over the cap)
+        self.solved = solved  # (L,) bool: levels whose states are all in the table
+
+    def actions(self, state, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) int64 optimal actions of the states (only ``rows``, a bool mask, are looked
+        up; the others get action 0) at their own time step ``state.t``."""
+        from autoworld.envs.grid.oracle_states import state_keys
+
+        n = state.pos.shape[0]
+        out = np.zeros(n, dtype=np.int64)
+        sel = (np.arange(n) if rows is None
+               else np.flatnonzero(rows.detach().cpu().numpy()))
+        if len(sel):
+            ids = self.index.find(state_keys(state)[sel])
+            if self.remap is not None:
+                ids = np.where(ids >= 0, self.remap[np.maximum(ids, 0)], -1)
+            if (ids < 0).any():
+                raise LevelError("a state outside the oracle's enumeration (a level over the "
+                                 "state cap, or an engine out of step with the oracle)")
+            t = np.minimum(state.t.detach().cpu().numpy()[sel], self.table.shape[0] - 1)
+            out[sel] = self.table[t, ids]
+        return torch.from_numpy(out)
+
+
 def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
                device: str | torch.device = "cpu", plan: bool = False,
-               state_budget: int | None = None) -> list[OracleResult]:
+               state_budget: int | None = None,
+               policy_out: list | None = None) -> list[OracleResult]:
     """``solve`` for several levels of one world in one batched pass (identical results).
 
     The levels are the batch dimension: one engine holds all of them as its level bank, the
@@ -124,6 +163,10 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
     ``state_budget``: the most states enumerated over all the levels together; above it the
     pass stops at once with :class:`StateBudgetExceeded` (generation uses it, so that one
     world with a huge state space cannot stall a run). None: no budget.
+
+    ``policy_out``: a list that gets the levels' :class:`OptimalPolicy` appended when its
+    table fits ``PLAN_BUDGET`` bytes (what demonstrations of a stochastic world follow); the
+    results are the same with or without it.
     """
     start = time.perf_counter()
     levels = list(levels)
@@ -171,10 +214,13 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
             engines[states] = (eng, actions, outcomes)
         return engines[states]
 
+    indexes: list = []
     try:
-        graph = _enumerate(batch_engine, U, L, state_cap, T, budget=state_budget)
+        graph = _enumerate(batch_engine, U, L, state_cap, T, budget=state_budget,
+                           index_out=indexes)
     except _HashCollision:  # astronomically rare: the exact byte-keyed index, same ids
-        graph = _enumerate(batch_engine, U, L, state_cap, T, hashed=False, budget=state_budget)
+        graph = _enumerate(batch_engine, U, L, state_cap, T, hashed=False, budget=state_budget,
+                           index_out=indexes)
     except StateBudgetExceeded as exc:
         raise StateBudgetExceeded(
             f"{spec.name}: its {L} levels have more than {state_budget:,} reachable states in "
@@ -184,6 +230,7 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
     nxt, fixed, timed, owner, counts, over, depth = graph
     stochastic = K > 1
     starts = np.arange(L)
+    remap = None
     if over.any():  # only the levels below the cap are solved: drop the others' states
         sel = np.flatnonzero(~over[owner])
         remap = np.full(len(owner), -1, dtype=np.int64)
@@ -192,10 +239,15 @@ def solve_many(spec, levels: Sequence[Level], *, state_cap: int = STATE_CAP,
         fixed, timed, owner, starts = fixed[sel], timed[sel], owner[sel], remap[starts]
         depth = depth[sel]
     N = nxt.shape[0]
-    keep_plan = plan and not stochastic and T * N <= PLAN_BUDGET
+    reads_plan = plan and not stochastic
+    keep_plan = (reads_plan or policy_out is not None) and T * N <= PLAN_BUDGET
     decay = np.float32(probe.time_decay[0].item())
     values, policy = _value_iteration(nxt, fixed, timed, columns, probs, decay, T, keep_plan,
                                       np.maximum(starts, 0), depth)
+    if policy_out is not None and policy is not None:
+        policy_out.append(OptimalPolicy(policy, indexes[-1], remap, ~over))
+    if not reads_plan:
+        policy = None  # plans only for deterministic worlds, and when asked
     top = np.float32(1.0) - decay / np.float32(T)  # the largest timed factor (step 1)
     pays = ((fixed + np.maximum(timed, 0) * top) > 0).any(1)  # (N,): some transition pays
     positive = np.zeros(L, dtype=bool)

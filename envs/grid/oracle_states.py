@@ -22,7 +22,8 @@ SMALL_ROWS = 512  # rows of the engine used while the frontier is small
 
 
 def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_levels: int,
-               state_cap: int, T: int, hashed: bool = True, budget: int | None = None):
+               state_cap: int, T: int, hashed: bool = True, budget: int | None = None,
+               index_out: list | None = None):
     """Breadth-first enumeration of the reachable states of every level with the engine.
 
     ``batch_engine(n)`` gives an engine that steps n states at once, ``rows_per_state`` rows
@@ -36,6 +37,7 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
     not expanded further) and each state's BFS depth (N,). States first reached at step ``T``
     are never acted from (their rows are
     -1/0). ``hashed`` picks the state index (``_StateIndex``; both give the same ids).
+    ``index_out``: a list the state index is appended to (to look states up afterwards).
     """
     U = rows_per_state
     small = max(1, SMALL_ROWS // rows_per_state)
@@ -50,6 +52,8 @@ def _enumerate(batch_engine: Callable[[int], tuple], rows_per_state: int, num_le
     start_keys = _key_matrix(start)  # the starts are distinct: their level differs
     start_hash = _row_hash(start_keys)
     index.ids(start_keys, start_hash if len(np.unique(start_hash)) == L else None)
+    if index_out is not None:
+        index_out.append(index)
     depth = np.zeros(max(1024, 2 * L), dtype=np.int64)  # BFS depth per state id
     owner_buf = np.zeros(len(depth), dtype=np.int64)
     owner_buf[:L] = np.arange(L)
@@ -158,6 +162,14 @@ def _state_fields(s: GridState) -> dict[str, torch.Tensor]:
     return out
 
 
+def state_keys(s: GridState) -> np.ndarray:
+    """(n, b) uint8 key rows of a batch of states, with their level: the keys the enumeration
+    gives the same states (for ``_StateIndex.find``)."""
+    fields = _state_fields(s)
+    fields["level"] = s.level
+    return _key_matrix(fields)
+
+
 def _rows(fields: dict[str, torch.Tensor]) -> int:
     return int(fields["pos"].shape[0])
 
@@ -264,6 +276,18 @@ class _StateIndex:
             merged_h = np.concatenate([h1, h2])
             order = np.argsort(merged_h, kind="stable")
             self._runs.append((merged_h[order], np.concatenate([i1, i2])[order]))
+
+    def find(self, mat: np.ndarray) -> np.ndarray:
+        """The id of each key row of ``mat`` (n, b), -1 where the state is unknown (nothing is
+        added)."""
+        if not self.hashed:
+            return np.fromiter((self._dict.get(key, -1) for key in _as_bytes(mat)),
+                               dtype=np.int64, count=len(mat))
+        out = self._lookup(_row_hash(mat)) if self.n else np.full(len(mat), -1, np.int64)
+        hit = np.flatnonzero(out >= 0)
+        same = (self._keys[out[hit]] == mat[hit]).all(1)  # a hash hit is verified byte for byte
+        out[hit[~same]] = -1
+        return out
 
     def ids(self, mat: np.ndarray, h: np.ndarray | None) -> np.ndarray:
         """Ids of the distinct key rows ``mat`` (new rows get the next ids, in row order)."""

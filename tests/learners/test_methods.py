@@ -138,3 +138,29 @@ def test_methods_cli_json_lists_methods():
         assert {"selection", "optimization", "component", "description"} <= set(r)
     table = CliRunner().invoke(app, ["methods"])
     assert table.exit_code == 0 and "es-pareto" in table.output
+
+
+def test_bc_without_oracle_plans_keeps_its_policy_and_bc_ppo_runs_ppo():
+    """Where the oracle solves no training level within the state cap (the coverage torus: its
+    state holds every visited cell) there is nothing to imitate: BC returns its initial policy
+    (no env-steps) and BC+PPO trains PPO from scratch, each saying why in the result, so that a
+    leaderboard over every world has these cells instead of failures."""
+    options = MethodOptions(policy=TINY, eval_episodes=1)
+    bc = METHODS["bc"].run("TorusCoverage-7x7", steps=1_000, num_envs=8, seed=0,
+                           options=options)
+    assert "state" in bc.extra["no_demonstrations"]
+    assert bc.env_steps == 0 and bc.score == pytest.approx(bc.initial_score)
+    both = METHODS["bc+ppo"].run("TorusCoverage-7x7", steps=512, num_envs=8, seed=0,
+                                 options=options)
+    assert "state" in both.extra["no_demonstrations"] and both.env_steps >= 512
+    assert "bc_accuracy" not in both.extra
+
+
+def test_bc_imitates_the_oracle_policy_in_a_stochastic_world():
+    """A stochastic world has no plans; BC clones the oracle's optimal policy acting in the
+    engine, and the clone scores far above its initial policy."""
+    options = MethodOptions(policy=TINY, eval_episodes=2)
+    res = METHODS["bc"].run("FrozenLakeWith-90613d-6x6", steps=1_000, num_envs=8, seed=0,
+                            options=options)
+    assert res.extra["levels"] >= 32 and res.extra["accuracy"] > 0.8
+    assert res.score > res.initial_score + 0.3
