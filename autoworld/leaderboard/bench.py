@@ -50,6 +50,7 @@ class CellOutcome(BaseModel):
     raw_return: float | None = Field(None, description="Mean raw episode return.")
     success: float | None = Field(None, description="Fraction of successful episodes.")
     bound_flag: bool = Field(False, description="R_opt is an upper bound rather than exact.")
+    note: str = Field("", description="What a reader of the score should know (stored).")
 
 
 Runner = Callable[[CellKey], CellOutcome]
@@ -394,7 +395,19 @@ def outcome_from_result(result: Any) -> CellOutcome:
     if "score_opt" not in found:
         raise BenchError(f"the training result {type(result).__name__} has no oracle-normalized "
                          "score (expected a field like 'normalized' or 'score_opt')")
-    return CellOutcome(**found)
+    return CellOutcome(**found, note=_note(result))
+
+
+def _note(result: Any) -> str:
+    """The note a result carries for the leaderboard (a method that could not do its part)."""
+    queue: list[Any] = [result]
+    while queue:
+        obj = queue.pop(0)
+        data = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
+        if isinstance(data.get("no_demonstrations"), str):
+            return f"no oracle demonstrations, nothing cloned: {data['no_demonstrations']}"
+        queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
+    return ""
 
 
 # Rollouts are sized to the budget: a run never takes more than about one rollout beyond its

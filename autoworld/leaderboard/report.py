@@ -88,6 +88,16 @@ class Improvement(BaseModel):
     probability: Interval = Field(description="P(X > Y) with its 95% bootstrap CI.")
 
 
+class Note(BaseModel):
+    """A note carried by the runs of one method on one world (e.g. BC without demonstrations)."""
+
+    model_config = _FROZEN
+    method: str = Field(description="Learning-method name.")
+    world: str = Field(description="World name.")
+    runs: int = Field(description="Finished runs with this note.")
+    note: str = Field(description="The note.")
+
+
 class Leaderboard(BaseModel):
     """Everything the leaderboard shows, computed from the stored runs."""
 
@@ -103,6 +113,8 @@ class Leaderboard(BaseModel):
     matrix: list[Cell] = Field(description="World x method mean scores.")
     improvement: list[Improvement] = Field(description="P(X > Y) for every ordered pair.")
     profiles: dict[str, Profile] = Field(description="Performance profile per method.")
+    notes: list[Note] = Field(default_factory=list, description="Notes the runs carry, per "
+                              "method and world (what a reader of their scores should know).")
 
 
 class TextTable(BaseModel):
@@ -149,10 +161,13 @@ def build_leaderboard(
     """Aggregate finished ``runs`` (runs without a value for ``metric`` are left out)."""
     tags_of = tags_of or catalogue_tags
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    noted: dict[tuple[str, str, str], int] = defaultdict(int)
     for run in runs:
         value = getattr(run, metric)
         if run.status == "finished" and value is not None and np.isfinite(value):
             scores[run.method][run.world].append(float(value))
+            if run.note:
+                noted[(run.method, run.world, run.note)] += 1
     ci = {"reps": reps, "confidence": confidence, "seed": seed}
 
     summary = []
@@ -202,9 +217,11 @@ def build_leaderboard(
     profiles = {
         m: performance_profile(_strata(scores[m], sorted(scores[m])), taus, **ci) for m in methods
     }
+    notes = [Note(method=m, world=w, runs=n, note=text)
+             for (m, w, text), n in sorted(noted.items())]
     return Leaderboard(metric=metric, reps=reps, confidence=confidence, seed=seed,
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
-                       matrix=matrix, improvement=improvement, profiles=profiles)
+                       matrix=matrix, improvement=improvement, profiles=profiles, notes=notes)
 
 
 # -- text tables -----------------------------------------------------------------------------
@@ -255,7 +272,13 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         profile_rows.append([m, *(fmt(v) for v in picked)])
     profile = TextTable(title="Performance profile (fraction of runs with score > tau)",
                         columns=["method", *profile_cols], rows=profile_rows)
-    return [summary, by_class, matrix, improvement, profile]
+    tables = [summary, by_class, matrix, improvement, profile]
+    if lb.notes:
+        tables.append(TextTable(title="Notes (scores above that include these runs)",
+                                columns=["method", "world", "runs", "note"],
+                                rows=[[n.method, n.world, str(n.runs), n.note]
+                                      for n in lb.notes]))
+    return tables
 
 
 def to_markdown(tables: Sequence[TextTable]) -> str:

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL CHECK (status IN ('finished', 'failed')),
     error TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
     UNIQUE (method, world, seed, steps)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS bench_sessions (
 _COLUMNS = (
     "method", "world", "seed", "steps", "score_opt", "score_random", "raw_return", "success",
     "bound_flag", "wall_time_s", "autoworld_version", "torch_version", "status", "error",
-    "created_at",
+    "created_at", "note",
 )
 
 
@@ -112,6 +113,8 @@ class RunRecord(CellKey):
         default_factory=_now,
         description="UTC time the row was written (ISO 8601).",
     )
+    note: str = Field("", description="What a reader of the score should know, e.g. that BC "
+                      "had no oracle demonstrations to clone on this world; else empty.")
 
     @property
     def key(self) -> CellKey:
@@ -149,6 +152,14 @@ class RunStore:
             if str(mode).lower() != "wal":  # e.g. a network file system without shared memory
                 raise StoreError(f"{self.path}: SQLite could not enable WAL mode (got {mode})")
             self._retry(lambda: conn.executescript(_SCHEMA))
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            if "note" not in have:  # a store written before runs had notes
+                try:
+                    self._retry(lambda: conn.execute(
+                        "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''"))
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),

@@ -268,6 +268,9 @@ def test_outcome_from_a_nested_training_result() -> None:
     assert top == CellOutcome(score_opt=0.4, score_random=0.3, raw_return=2.0, success=0.5)
     with pytest.raises(BenchError, match="normalized"):
         outcome_from_result({"steps": 3})
+    # a method that could not do its part says so in the stored note
+    noted = outcome_from_result({"score": 0.1, "extra": {"no_demonstrations": "none solved"}})
+    assert noted.note == "no oracle demonstrations, nothing cloned: none solved"
 
 
 def test_outcome_from_the_real_train_result() -> None:

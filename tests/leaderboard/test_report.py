@@ -224,3 +224,21 @@ def test_cli_bench_time_limit_leaves_cells_for_the_next_call(fake_learners, tmp_
     assert RunStore(db).count() == 1
     res = CliRunner().invoke(app, args[:-2])
     assert res.exit_code == 0 and RunStore(db).count() == 4
+
+
+def test_runs_notes_reach_every_format() -> None:
+    """Runs that carry a note (BC with nothing to clone) are counted per method and world, and
+    every format shows the notes table."""
+    runs = make_runs()
+    note = "no oracle demonstrations, nothing cloned: the oracle solves none"
+    runs += [RunRecord(method="bc", world="IceRink-9x9", seed=s, steps=100, score_opt=0.1,
+                       note=note) for s in range(3)]
+    lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)
+    assert [(n.method, n.world, n.runs, n.note) for n in lb.notes] == [
+        ("bc", "IceRink-9x9", 3, note)]
+    assert text_tables(lb)[-1].rows == [["bc", "IceRink-9x9", "3", note]]
+    assert "### Notes" in render(lb, "md") and note in render(lb, "md")
+    assert json.loads(render(lb, "json"))["notes"][0]["runs"] == 3
+    assert any(r["table"].startswith("Notes") and r["value"] == note
+               for r in csv.DictReader(io.StringIO(render(lb, "csv"))))
+    assert build_leaderboard(make_runs(), reps=100, tags_of=TAGS.__getitem__).notes == []

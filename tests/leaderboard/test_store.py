@@ -83,3 +83,30 @@ def test_concurrent_writers_lose_no_rows(tmp_path: Path) -> None:
     assert len(runs) == workers * n
     assert {(r.method, r.seed) for r in runs} == {(f"m{w}", i) for w in range(workers)
                                                   for i in range(n)}
+
+
+def test_a_store_from_before_notes_gains_the_column(tmp_path: Path) -> None:
+    """A store written before runs carried notes opens: its rows read back with an empty note,
+    and new rows keep theirs."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE runs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, method TEXT NOT NULL, world TEXT NOT NULL,
+                seed INTEGER NOT NULL, steps INTEGER NOT NULL, score_opt REAL,
+                score_random REAL, raw_return REAL, success REAL,
+                bound_flag INTEGER NOT NULL DEFAULT 0, wall_time_s REAL NOT NULL DEFAULT 0,
+                autoworld_version TEXT NOT NULL DEFAULT '',
+                torch_version TEXT NOT NULL DEFAULT '',
+                status TEXT NOT NULL CHECK (status IN ('finished', 'failed')),
+                error TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+                UNIQUE (method, world, seed, steps));
+            INSERT INTO runs (method, world, seed, steps, score_opt, status, created_at)
+            VALUES ('ppo', 'Empty-6x6', 0, 100, 0.5, 'finished', '2026-01-01T00:00:00+00:00');
+        """)
+    store = RunStore(path)
+    store.record(RunRecord(method="bc", world="Empty-6x6", seed=0, steps=100, score_opt=0.1,
+                           note="nothing cloned"))
+    assert [(r.method, r.note) for r in store.runs()] == [("bc", "nothing cloned"),
+                                                           ("ppo", "")]
+    RunStore(path)  # opening it again changes nothing
