@@ -184,11 +184,11 @@ def test_shifted_scenes_differ_from_train_scenes():
         assert torch.equal(a.bank["goal"][ia], b.bank["goal"][ib])
 
 
-def test_a_compiled_arm_engine_raises_the_recompile_limit(monkeypatch):
+def test_a_compiled_arm_engine_raises_the_recompile_limit():
     """Every arm engine's step is one code object: a compiled one lets dynamo keep 64
     specializations (many arms in one process), as compiled grid engines do."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
-    ArmEngine(MIXED, num_envs=4, seed=0, compile=True)  # compiles lazily, at the first step
-    assert torch._dynamo.config.recompile_limit >= 64
+    with torch._dynamo.config.patch(recompile_limit=8):  # restored on exit
+        ArmEngine(MIXED, num_envs=4, seed=0, compile=True)  # compiles lazily, at the first step
+        assert torch._dynamo.config.recompile_limit >= 64
