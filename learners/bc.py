@@ -40,6 +40,9 @@ class BCConfig(BaseModel):
     epochs: int = Field(200, ge=1, description="Passes over the demonstration set.")
     batch_size: int = Field(256, ge=1, description="Pairs per gradient step.")
     learning_rate: float = Field(1e-2, gt=0, description="Adam learning rate.")
+    max_updates: int = Field(4000, ge=1, description="At most this many gradient steps: a "
+                             "large demonstration set gets fewer epochs (200 epochs of 25,000 "
+                             "pairs would be 20,000 steps).")
 
 
 class Demonstrations(BaseModel):
@@ -153,7 +156,8 @@ def collect_demonstrations(spec, levels: int = 32, split: str = "train",
         return _policy_demonstrations(spec, found.policies, device, seed, episodes)
     if not found.plans:
         raise DemonstrationError(f"{spec.name}: the oracle solves none of its first training "
-                                 f"levels within {state_cap:,} states; use a method without BC")
+                                 f"levels within {state_cap:,} states, so BC has nothing to "
+                                 "clone")
     return _replay_plans(spec, found.levels, found.plans, device, seed)
 
 
@@ -221,26 +225,33 @@ def _policy_demonstrations(spec, policies: list, device, seed: int, episodes: in
 
 def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: int = 0
           ) -> list[float]:
-    """Fit ``policy``'s actions to ``demos`` by cross-entropy; returns the per-epoch loss."""
+    """Fit ``policy``'s actions to ``demos`` by cross-entropy; returns the per-epoch loss.
+
+    ``config.epochs`` passes, fewer when they would take more than ``config.max_updates``
+    gradient steps. The demonstrations move to the policy's device once, and the loss is read
+    back once per epoch."""
     device = next(policy.parameters()).device
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, fused=True)
     gen = torch.Generator().manual_seed(seed)
     N = demos.actions.shape[0]
+    batches = -(-N // config.batch_size)
+    epochs = min(config.epochs, max(1, config.max_updates // batches))
+    obs = {k: v.to(device) for k, v in demos.obs.items()}
+    actions = demos.actions.to(device)
     losses = []
     policy.train()
-    for _ in range(config.epochs):
-        perm = torch.randperm(N, generator=gen)
-        total = 0.0
+    for _ in range(epochs):
+        perm = torch.randperm(N, generator=gen).to(device)
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for start in range(0, N, config.batch_size):
             idx = perm[start:start + config.batch_size]
-            batch = {k: v[idx].to(device) for k, v in demos.obs.items()}
-            logits = policy(batch)[0]
-            loss = F.cross_entropy(logits, demos.actions[idx].to(device))
+            logits = policy({k: v[idx] for k, v in obs.items()})[0]
+            loss = F.cross_entropy(logits, actions[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * idx.numel()
-        losses.append(total / N)
+            total += loss.detach().double() * idx.numel()
+        losses.append(float(total) / N)
     return losses
 
 

@@ -325,7 +325,7 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
         try:
             demos = collect_demonstrations(spec, options.bc_levels, device=device, seed=seed)
         except DemonstrationError as exc:  # no plans here: PPO from scratch, said in the result
-            extra["no_demonstrations"] = str(exc)
+            extra["no_demonstrations"] = str(exc).removeprefix(f"{spec.name}: ")
         else:
             clone(learner.policy, demos, BCConfig(), seed=seed)
             extra["bc_accuracy"] = accuracy(learner.policy, demos)
@@ -357,7 +357,8 @@ def _run_bc(name: str, world, steps: int, num_envs: int, seed: int, device: str,
         # nothing to clone: the method leaves its initial policy, and says why, so that a
         # leaderboard over all worlds has this cell (scored as what BC can do here) instead of
         # a failure retried forever
-        return run.finish(policy, 0, demonstrations=0, levels=0, no_demonstrations=str(exc))
+        return run.finish(policy, 0, demonstrations=0, levels=0,
+                          no_demonstrations=str(exc).removeprefix(f"{spec.name}: "))
     losses = clone(policy, demos, BCConfig(), seed=seed)
     for epoch, loss in enumerate(losses):
         run.log({"epoch": epoch, "loss": loss})

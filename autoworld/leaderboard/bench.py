@@ -405,7 +405,7 @@ def _note(result: Any) -> str:
         obj = queue.pop(0)
         data = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
         if isinstance(data.get("no_demonstrations"), str):
-            return f"no oracle demonstrations, nothing cloned: {data['no_demonstrations']}"
+            return f"no oracle demonstrations: {data['no_demonstrations']}"
         queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
     return ""
 

@@ -270,7 +270,7 @@ def test_outcome_from_a_nested_training_result() -> None:
         outcome_from_result({"steps": 3})
     # a method that could not do its part says so in the stored note
     noted = outcome_from_result({"score": 0.1, "extra": {"no_demonstrations": "none solved"}})
-    assert noted.note == "no oracle demonstrations, nothing cloned: none solved"
+    assert noted.note == "no oracle demonstrations: none solved"
 
 
 def test_outcome_from_the_real_train_result() -> None:

@@ -230,7 +230,7 @@ def test_runs_notes_reach_every_format() -> None:
     """Runs that carry a note (BC with nothing to clone) are counted per method and world, and
     every format shows the notes table."""
     runs = make_runs()
-    note = "no oracle demonstrations, nothing cloned: the oracle solves none"
+    note = "no oracle demonstrations: the oracle solves none"
     runs += [RunRecord(method="bc", world="IceRink-9x9", seed=s, steps=100, score_opt=0.1,
                        note=note) for s in range(3)]
     lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)

@@ -178,3 +178,8 @@ def test_bc_reaches_high_accuracy_on_oracle_demonstrations():
     losses = clone(policy, demos, BCConfig(), seed=0)
     assert losses[-1] < losses[0]
     assert accuracy(policy, demos) >= 0.95 > before
+    # a gradient-step budget cuts the epochs of a large set: ceil(N / 8) steps per epoch
+    N = demos.actions.shape[0]
+    capped = clone(_tiny_policy(spec), demos, BCConfig(batch_size=8, max_updates=3 * -(-N // 8)),
+                   seed=0)
+    assert len(capped) == 3 and len(losses) == BCConfig().epochs
