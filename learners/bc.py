@@ -67,10 +67,6 @@ class OraclePlans:
     plans: list[list[int]] = dc_field(default_factory=list)
     policies: list[tuple[list, list[int], Any]] = dc_field(default_factory=list)
 
-    @property
-    def count(self) -> int:
-        return len(self.plans) + sum(len(used) for _, used, _ in self.policies)
-
 
 _PLAN_CACHE: OrderedDict[tuple, OraclePlans] = OrderedDict()
 PLAN_CACHE_SIZE = 16  # worlds whose plans a process keeps (a bench worker meets each often)
