@@ -18,7 +18,7 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -309,21 +309,27 @@ def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
     if not ray.is_initialized():
         ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(run_cell)
-    if gate.limit is None:
-        refs = [remote.remote(runner, cell) for cell in todo]
-        queue = iter(())
-    else:  # at most the cluster's CPUs in flight, so that none start past the deadline
-        n = workers or int(ray.cluster_resources().get("CPU", 1))
-        queue = iter(todo)
-        refs = [remote.remote(runner, c) for c in (next(queue, None) for _ in range(n))
-                if c is not None]
+    # every cell at once; with a time limit at most the cluster's CPUs in flight, so that none
+    # starts past the deadline
+    n = (len(todo) if gate.limit is None
+         else workers or int(ray.cluster_resources().get("CPU", 1)))
+    queue = iter(todo)
+    refs: list = []
+
+    def refill() -> None:
+        while len(refs) < n and gate.may_start():
+            cell = next(queue, None)
+            if cell is None:
+                return
+            refs.append(remote.remote(runner, cell))
+
+    refill()
     while refs:
-        done, refs = ray.wait(refs, num_returns=1)
+        done, rest = ray.wait(refs, num_returns=1)
+        refs[:] = rest
         for ref in done:
             commit(ray.get(ref))
-            cell = next(queue, None) if gate.may_start() else None
-            if cell is not None:
-                refs.append(remote.remote(runner, cell))
+        refill()
 
 
 # -- the default runner: autoworld.learners -----------------------------------------------------
@@ -383,15 +389,13 @@ def outcome_from_result(result: Any) -> CellOutcome:
     """Read a ``TrainResult`` (or anything holding an evaluation with ``normalized`` /
     ``normalized_gain`` / ``mean_return`` / ``success``) into a :class:`CellOutcome`."""
     found: dict[str, Any] = {}
-    queue: list[Any] = [result]
-    while queue and len(found) < len(_SCORE_NAMES):
-        obj = queue.pop(0)
-        data = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
+    for data in _levels_of(result):
         for key, names in _SCORE_NAMES.items():
             for name in names:
                 if key not in found and isinstance(data.get(name), (int, float)):
                     found[key] = data[name]
-        queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
+        if len(found) == len(_SCORE_NAMES):
+            break
     if "score_opt" not in found:
         raise BenchError(f"the training result {type(result).__name__} has no oracle-normalized "
                          "score (expected a field like 'normalized' or 'score_opt')")
@@ -400,14 +404,20 @@ def outcome_from_result(result: Any) -> CellOutcome:
 
 def _note(result: Any) -> str:
     """The note a result carries for the leaderboard (a method that could not do its part)."""
+    for data in _levels_of(result):
+        if isinstance(data.get("no_demonstrations"), str):
+            return f"no oracle demonstrations: {data['no_demonstrations']}"
+    return ""
+
+
+def _levels_of(result: Any) -> Iterator[dict[str, Any]]:
+    """The fields of a result and of every dict or model nested in it, outermost first."""
     queue: list[Any] = [result]
     while queue:
         obj = queue.pop(0)
         data = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
-        if isinstance(data.get("no_demonstrations"), str):
-            return f"no oracle demonstrations: {data['no_demonstrations']}"
+        yield data
         queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
-    return ""
 
 
 # Rollouts are sized to the budget: a run never takes more than about one rollout beyond its
