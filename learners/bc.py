@@ -170,15 +170,13 @@ def _replay_plans(spec, chosen: list, plans: list[list[int]], device, seed: int
     for k, p in enumerate(plans):
         table[:len(p), k] = torch.tensor(p)
     lengths = torch.tensor([len(p) for p in plans])
-    obs_parts: dict[str, list[torch.Tensor]] = {key: [] for key in obs}
+    obs_parts: dict[str, list[torch.Tensor]] = {}
     act_parts: list[torch.Tensor] = []
     total = torch.zeros(K, dtype=torch.float64)
     for t in range(T):
         live = (lengths > t).to(eng.device)
-        for key, v in obs.items():
-            obs_parts[key].append(v[live].cpu())
         act = table[t].to(eng.device)
-        act_parts.append(act[live].cpu())
+        _record(obs, act, live, obs_parts, act_parts)
         obs, reward, _, _, _ = eng.step(act)
         total += torch.where(live, reward.double(), 0.0).cpu()
     return Demonstrations(obs={k: torch.cat(v) for k, v in obs_parts.items()},
@@ -205,10 +203,7 @@ def _policy_demonstrations(spec, policies: list, device, seed: int, episodes: in
         total = torch.zeros(K, dtype=torch.float64)
         while bool(live.any()):
             act = pol.actions(eng.state, live).to(eng.device)
-            on = live.to(eng.device)
-            for key, v in obs.items():
-                obs_parts.setdefault(key, []).append(v[on].cpu())
-            act_parts.append(act[on].cpu())
+            _record(obs, act, live.to(eng.device), obs_parts, act_parts)
             obs, reward, terminated, truncated, _ = eng.step(act)
             total += torch.where(live, reward.double().cpu(), 0.0)
             live &= ~(terminated | truncated).cpu()
@@ -217,6 +212,14 @@ def _policy_demonstrations(spec, policies: list, device, seed: int, episodes: in
                           actions=torch.cat(act_parts),
                           levels=sum(len(used) for _, used, _ in policies),
                           mean_return=float(torch.cat(totals).mean()))
+
+
+def _record(obs: dict[str, torch.Tensor], act: torch.Tensor, live: torch.Tensor,
+            obs_parts: dict[str, list[torch.Tensor]], act_parts: list[torch.Tensor]) -> None:
+    """Keep the (observation, action) pairs of the live envs of one step, on the host."""
+    for key, v in obs.items():
+        obs_parts.setdefault(key, []).append(v[live].cpu())
+    act_parts.append(act[live].cpu())
 
 
 def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: int = 0
