@@ -251,21 +251,29 @@ class PPO:
         flat_obs = {k: v.reshape(T * B, *v.shape[2:]) for k, v in obs_buf.items()}
         stats: dict[str, float] = {}
         clipfracs = []
+        params = [p for p in pol.parameters() if p.requires_grad]
+        per_sample = (actions, logprobs, advantages, returns, values)
         for _epoch in range(c.update_epochs):
             perm = torch.randperm(n_items, generator=self.gen, device=dev)
+            if not recurrent:
+                # the epoch's samples gathered once in shuffled order, then each minibatch is a
+                # slice (the same samples as gathering per minibatch, with 2 gathers per
+                # tensor and epoch instead of one per minibatch)
+                ep_obs = {k: v[perm] for k, v in flat_obs.items()}
+                ep_data = [x.reshape(-1)[perm] for x in per_sample]
             for start in range(0, n_items, mb_size):
-                idx = perm[start:start + mb_size]
                 if recurrent:
+                    idx = perm[start:start + mb_size]
                     logits, new_v = pol.forward_sequence(
                         {k: v[:, idx] for k, v in obs_buf.items()}, rnn_start[idx],
                         resets[:, idx])
                     logits, new_v = logits.reshape(-1, logits.shape[-1]), new_v.reshape(-1)
-                    sel = lambda x, idx=idx: x[:, idx].reshape(-1)  # noqa: E731
+                    mb = [x[:, idx].reshape(-1) for x in per_sample]
                 else:
-                    logits, new_v, _ = pol({k: v[idx] for k, v in flat_obs.items()})
-                    sel = lambda x, idx=idx: x.reshape(-1)[idx]  # noqa: E731
-                mb_actions, mb_logp, mb_adv = sel(actions), sel(logprobs), sel(advantages)
-                mb_ret, mb_val = sel(returns), sel(values)
+                    sl = slice(start, start + mb_size)
+                    logits, new_v, _ = pol({k: v[sl] for k, v in ep_obs.items()})
+                    mb = [x[sl] for x in ep_data]
+                mb_actions, mb_logp, mb_adv, mb_ret, mb_val = mb
                 out = ppo_loss(logits, mb_actions, mb_logp, mb_adv, new_v, mb_val, mb_ret, c)
                 loss, pg_loss, v_loss, entropy = (out["loss"], out["policy_loss"],
                                                   out["value_loss"], out["entropy"])
@@ -273,7 +281,7 @@ class PPO:
                 clipfracs.append(out["clipfrac"])
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(pol.parameters(), c.max_grad_norm)
+                nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
             if c.target_kl is not None and float(approx_kl) > c.target_kl:
                 break
