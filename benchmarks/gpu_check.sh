@@ -120,8 +120,11 @@ fi
 lb_db="${LB_DB:-$out/leaderboard_full.db}"
 lb_limit="${LB_LIMIT:-420}"
 lb_seeds="${LB_SEEDS:-5}"
+# the oracle's BC plans: filled beforehand (benchmarks/prefill_oracle.py) and carried with the store
+lb_cache="${LB_CACHE:-$(dirname "$lb_db")/oracle-cache}"
 if [ "$dev" = cuda ]; then
-  section leaderboard_full $((lb_limit + 100)) env AUTOWORLD_CUDA_GRAPH=1 autoworld bench \
+  section leaderboard_full $((lb_limit + 100)) env AUTOWORLD_CUDA_GRAPH=1 \
+    AUTOWORLD_CACHE_DIR="$lb_cache" autoworld bench \
     --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto --worlds suite:core36 --seeds "$lb_seeds" \
     --steps "$steps" --device "$dev" --num-envs "$lb_envs" --backend process \
     --workers "$lb_workers" --db "$lb_db" --time-limit "$lb_limit"

@@ -66,15 +66,19 @@ class OraclePlans:
     levels: list = dc_field(default_factory=list)
     plans: list[list[int]] = dc_field(default_factory=list)
     policies: list[tuple[list, list[int], Any]] = dc_field(default_factory=list)
+    # where they are in the split's bank (what the disk cache stores instead of the levels)
+    level_ids: list[int] = dc_field(default_factory=list)
+    policy_level_ids: list[tuple[list[int], list[int]]] = dc_field(default_factory=list)
 
 
 _PLAN_CACHE: OrderedDict[tuple, OraclePlans] = OrderedDict()
 PLAN_CACHE_SIZE = 16  # worlds whose plans a process keeps (a bench worker meets each often)
 PLAN_CHUNK = 8  # levels solved in one batched oracle pass
 CACHED_TABLE_BYTES = 16_000_000  # worlds with larger policy tables are not kept between calls
+STATE_CAP = 20_000  # levels with more reachable states are not demonstrated
 
 
-def oracle_plans(spec, levels: int = 32, split: str = "train", state_cap: int = 20_000
+def oracle_plans(spec, levels: int = 32, split: str = "train", state_cap: int = STATE_CAP
                  ) -> OraclePlans:
     """The oracle's optimal behaviour on the first ``levels`` levels of ``split``.
 
@@ -82,17 +86,23 @@ def oracle_plans(spec, levels: int = 32, split: str = "train", state_cap: int = 
     same results as one level at a time; a batch whose table does not fit the pass's budget is
     solved a level at a time). Levels over ``state_cap`` states are skipped; a first level over
     it ends the search (the rest would be as costly). Deterministic worlds give plans,
-    stochastic ones policies. Cached per process by the world's content hash: every seed of BC
-    and BC+PPO on a world imitates the same oracle, and solving it is most of a BC run.
+    stochastic ones policies. Cached per process by the world's content hash, and on disk
+    (``learners.oracle_cache``): every seed of BC and BC+PPO on a world imitates the same
+    oracle, and solving it is most of a BC run.
     """
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.oracle import solve_many
+    from autoworld.learners import oracle_cache
 
     key = (spec.content_hash, split, int(levels), int(state_cap))
     if key in _PLAN_CACHE:
         _PLAN_CACHE.move_to_end(key)
         return _PLAN_CACHE[key]
     b = bank(spec, split)
+    path = oracle_cache.entry_path(*key)
+    stored = None if path is None else oracle_cache.load(path, b)
+    if stored is not None:
+        return _keep(key, stored)
     todo = [b.level(i) for i in range(min(levels, len(b)))]
     out = OraclePlans()
 
@@ -104,41 +114,53 @@ def oracle_plans(spec, levels: int = 32, split: str = "train", state_cap: int = 
 
     for c in range(0, len(todo), PLAN_CHUNK):
         chunk = todo[c:c + PLAN_CHUNK]
+        ids = list(range(c, c + len(chunk)))
         results, pols = solve(chunk)
         if c == 0 and not results[0].exact:
             break
         if results[0].stochastic:
             if pols:
-                parts = [(chunk, results, pols[0])]
+                parts = [(chunk, ids, results, pols[0])]
             else:  # the batch's policy table is over budget: a level at a time
                 parts = []
-                for level in chunk:
+                for i, level in zip(ids, chunk, strict=True):
                     one, one_pols = solve([level])
                     if one_pols:
-                        parts.append(([level], one, one_pols[0]))
-            for lvls, res, pol in parts:
+                        parts.append(([level], [i], one, one_pols[0]))
+            for lvls, lvl_ids, res, pol in parts:
                 used = [j for j, r in enumerate(res) if r.exact]
                 if used:
                     out.policies.append((lvls, used, pol))
+                    out.policy_level_ids.append((lvl_ids, used))
             continue
-        for level, res in zip(chunk, results, strict=True):
+        for i, level, res in zip(ids, chunk, results, strict=True):
             plan = res.plan
             if res.exact and plan is None and len(chunk) > 1:  # table over budget in a batch
                 plan = solve([level])[0][0].plan
             if plan:
                 out.levels.append(level)
                 out.plans.append(plan)
-    table_bytes = sum(p.table.nbytes for _, _, p in out.policies)
-    if table_bytes <= CACHED_TABLE_BYTES:
-        _PLAN_CACHE[key] = out
+                out.level_ids.append(i)
+    if path is not None:
+        try:
+            oracle_cache.save(path, out)
+        except OSError as exc:  # a read-only or full disk costs the next process a solve
+            log.warning("could not write the oracle cache %s: %s", path, exc)
+    return _keep(key, out)
+
+
+def _keep(key: tuple, found: OraclePlans) -> OraclePlans:
+    """Keep ``found`` in the process's cache unless its policy tables are too large."""
+    if sum(p.table.nbytes for _, _, p in found.policies) <= CACHED_TABLE_BYTES:
+        _PLAN_CACHE[key] = found
         while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
             _PLAN_CACHE.popitem(last=False)
-    return out
+    return found
 
 
 def collect_demonstrations(spec, levels: int = 32, split: str = "train",
                            device: str | torch.device = "cpu", seed: int = 0,
-                           state_cap: int = 20_000, episodes: int = 4) -> Demonstrations:
+                           state_cap: int = STATE_CAP, episodes: int = 4) -> Demonstrations:
     """Demonstrations of the oracle's optimal behaviour on the first ``levels`` levels of
     ``split``: its plans replayed (deterministic worlds), or ``episodes`` episodes per level of
     its optimal policy acting in the engine (stochastic worlds: each episode meets its own

@@ -45,6 +45,21 @@ def act(eng: GridEngine, *actions: int):
     return out
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _oracle_cache_in_tmp(tmp_path_factory):
+    """The oracle's disk cache (``learners.oracle_cache``) of the whole test session lives in a
+    temporary folder, never the user's; subprocesses of the tests inherit it."""
+    import os
+
+    before = os.environ.get("AUTOWORLD_CACHE_DIR")
+    os.environ["AUTOWORLD_CACHE_DIR"] = str(tmp_path_factory.mktemp("autoworld-cache"))
+    yield
+    if before is None:
+        os.environ.pop("AUTOWORLD_CACHE_DIR", None)
+    else:
+        os.environ["AUTOWORLD_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def engine_factory():
     return make_engine

@@ -258,6 +258,25 @@ class _StateIndex:
     def __len__(self) -> int:
         return self.n
 
+    def keys(self) -> np.ndarray:
+        """(n, b) uint8: every key, in id order."""
+        if self.hashed:
+            return (np.zeros((0, 0), np.uint8) if self._keys is None
+                    else self._keys[:self.n].copy())
+        ordered = sorted(self._dict, key=self._dict.__getitem__)
+        width = len(ordered[0]) if ordered else 0
+        return np.frombuffer(b"".join(ordered), dtype=np.uint8).reshape(len(ordered), width)
+
+    @classmethod
+    def from_keys(cls, keys: np.ndarray, hashed: bool = True) -> _StateIndex:
+        """The index that gives ``keys`` (n, b), distinct rows, the ids 0..n-1 (what
+        ``keys()`` returns)."""
+        index = cls(hashed)
+        if len(keys):
+            keys = np.ascontiguousarray(keys, dtype=np.uint8)
+            index.ids(keys, _row_hash(keys) if hashed else None)
+        return index
+
     def _lookup(self, h: np.ndarray) -> np.ndarray:
         """The id of each hash, -1 where unknown."""
         out = np.full(len(h), -1, dtype=np.int64)
