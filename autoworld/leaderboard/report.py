@@ -124,6 +124,9 @@ class TextTable(BaseModel):
     title: str = Field(description="Table title.")
     columns: list[str] = Field(description="Column headers.")
     rows: list[list[str]] = Field(description="Formatted cells, one list per row.")
+    keys: int = Field(1, ge=0, description="Leading columns that name a row (repeated in each "
+                      "part when a table too wide for the console is split).")
+    caption: str | None = Field(None, description="A line under the table (table and md).")
 
 
 # -- building --------------------------------------------------------------------------------
@@ -236,6 +239,7 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
     """The report as formatted tables; table, md and csv all render exactly these cells."""
     label = METRIC_LABELS[lb.metric]
     pct = f"{lb.confidence:.0%}"
+    single = [s.method for s in lb.summary if s.runs == s.worlds]
     summary = TextTable(
         title=f"Methods ({label}; IQM and mean with {pct} stratified-bootstrap CIs)",
         columns=["method", "worlds", "runs", "IQM", "IQM lo", "IQM hi", "mean", "mean lo",
@@ -243,12 +247,17 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         rows=[[s.method, str(s.worlds), str(s.runs), fmt(s.iqm.point), fmt(s.iqm.lo),
                fmt(s.iqm.hi), fmt(s.mean.point), fmt(s.mean.lo), fmt(s.mean.hi)]
               for s in lb.summary],
+        keys=3,  # split on a narrow console: the IQM columns, then the mean columns
+        caption=None if not single else (
+            f"{', '.join(single)}: one run per world, so the intervals have no width (the "
+            "stratified bootstrap resamples the runs within each world; run 2 or more seeds)"),
     )
     by_class = TextTable(
         title="By taxonomy class",
         columns=["method", "axis", "class", "worlds", "IQM", "IQM lo", "IQM hi", "mean"],
         rows=[[c.method, c.axis, c.value, str(c.worlds), fmt(c.iqm.point), fmt(c.iqm.lo),
                fmt(c.iqm.hi), fmt(c.mean.point)] for c in lb.by_class],
+        keys=3,
     )
     cells = {(c.world, c.method): c for c in lb.matrix}
     matrix = TextTable(
@@ -262,6 +271,7 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         columns=["X", "Y", "worlds", "P(X > Y)", "lo", "hi"],
         rows=[[i.x, i.y, str(i.worlds), fmt(i.probability.point), fmt(i.probability.lo),
                fmt(i.probability.hi)] for i in lb.improvement],
+        keys=2,
     )
     profile_cols = [f"> {t:g}" for t in PROFILE_TAUS]
     profile_rows = []
@@ -274,10 +284,15 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
                         columns=["method", *profile_cols], rows=profile_rows)
     tables = [summary, by_class, matrix, improvement, profile]
     if lb.notes:
+        # one row per (world, note): the methods that share it (BC and BC+PPO) side by side
+        grouped: dict[tuple[str, str], list[Note]] = defaultdict(list)
+        for n in lb.notes:
+            grouped[(n.world, n.note)].append(n)
         tables.append(TextTable(title="Notes (scores above that include these runs)",
                                 columns=["method", "world", "runs", "note"],
-                                rows=[[n.method, n.world, str(n.runs), n.note]
-                                      for n in lb.notes]))
+                                rows=[[", ".join(n.method for n in group), world,
+                                       str(sum(n.runs for n in group)), note]
+                                      for (world, note), group in grouped.items()]))
     return tables
 
 
@@ -287,6 +302,8 @@ def to_markdown(tables: Sequence[TextTable]) -> str:
         lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |",
                  "|" + "|".join("---" for _ in t.columns) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in t.rows]
+        if t.caption:
+            lines += ["", f"*{t.caption}*"]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -311,24 +328,53 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def rich_tables(tables: Sequence[TextTable]) -> list:
-    """rich ``Table`` objects for the console."""
+def rich_table(t: TextTable, columns: Sequence[int] | None = None, part: str = ""):  # noqa: ANN201
+    """A rich ``Table`` of ``t`` (only the ``columns`` indices, when given)."""
     from rich.table import Table
 
-    out = []
-    for t in tables:
-        table = Table(title=t.title, title_justify="left")
-        for i, col in enumerate(t.columns):
-            numeric = bool(t.rows) and all(_is_number(row[i]) for row in t.rows)
-            # numbers keep their full width (headers may wrap); text folds when space is short
-            widest = max((len(row[i]) for row in t.rows), default=1)
-            table.add_column(col, justify="right" if numeric else "left",
-                             min_width=widest if numeric or i == 0 else None,
-                             overflow="fold")
-        for row in t.rows:
-            table.add_row(*row)
-        out.append(table)
-    return out
+    cols = list(range(len(t.columns))) if columns is None else list(columns)
+    table = Table(title=t.title + part, title_justify="left", caption=t.caption,
+                  caption_justify="left")
+    for i in cols:
+        numeric = bool(t.rows) and all(_is_number(row[i]) for row in t.rows)
+        # numbers keep their full width (headers may wrap); text folds when space is short
+        widest = max((len(row[i]) for row in t.rows), default=1)
+        table.add_column(t.columns[i], justify="right" if numeric else "left",
+                         min_width=widest if numeric or i == 0 else None, overflow="fold")
+    for row in t.rows:
+        table.add_row(*(row[i] for i in cols))
+    return table
+
+
+def rich_tables(tables: Sequence[TextTable]) -> list:
+    """rich ``Table`` objects for the console, one per table."""
+    return [rich_table(t) for t in tables]
+
+
+def _min_width(console, table) -> int:  # noqa: ANN001
+    """The narrowest ``table`` renders without cutting a number, whatever the console's width."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1 << 14), table).minimum
+
+
+def fit_tables(console, t: TextTable) -> list:  # noqa: ANN001 - rich Console
+    """``t`` as rich tables no wider than the console: the whole table when it fits, else its
+    columns in the fewest parts of about equal size that fit, each repeating the key columns
+    (the world x method matrix on an 80-column terminal, say)."""
+    whole = rich_table(t)
+    if _min_width(console, whole) <= console.width or len(t.columns) <= t.keys + 1:
+        return [whole]
+    keys = list(range(t.keys))
+    rest = list(range(t.keys, len(t.columns)))
+    for n in range(2, len(rest) + 1):
+        parts = [list(p) for p in np.array_split(rest, n)]
+        tables = [rich_table(t, keys + cols, f" ({k + 1}/{n})") for k, cols in enumerate(parts)]
+        for table in tables[:-1]:  # the caption once, under the last part
+            table.caption = None
+        if all(_min_width(console, table) <= console.width for table in tables):
+            break
+    return tables
 
 
 def render(lb: Leaderboard, fmt_name: Format) -> str:
@@ -348,9 +394,17 @@ def render(lb: Leaderboard, fmt_name: Format) -> str:
 
 
 def print_tables(console, tables: Sequence[TextTable]) -> None:  # noqa: ANN001 - rich Console
-    """Print the tables on ``console`` (numbers are never cut to an ellipsis)."""
-    for table in rich_tables(tables):
-        console.print(table)
+    """Print the tables on ``console``: numbers are never cut, and a table wider than the
+    console is split into parts by columns (``fit_tables``)."""
+    from rich.text import Text
+
+    for t in tables:
+        for table in fit_tables(console, t):
+            if table.title and _min_width(console, table) < len(str(table.title)):
+                # a narrow part: its title on a line of its own rather than wrapped
+                console.print(Text(str(table.title), style="italic"))
+                table.title = None
+            console.print(table)
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -435,12 +489,37 @@ def plot_improvement(lb: Leaderboard, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_matrix(lb: Leaderboard, path: Path) -> Path:
+    """The world x method matrix as a heat map: mean score over seeds, methods best IQM first
+    (blue above 0, red below; a blank cell has no run)."""
+    cells = {(c.world, c.method): c.mean for c in lb.matrix}
+    grid = np.array([[cells.get((w, m), np.nan) for m in lb.methods] for w in lb.worlds])
+    finite = grid[np.isfinite(grid)]
+    bound = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    rows, cols = grid.shape
+    fig = _figure(3.0 + 0.75 * cols, 1.6 + 0.3 * rows)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(grid, vmin=-bound, vmax=bound, cmap="RdBu", aspect="auto")
+    for i in range(rows):
+        for j in range(cols):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(grid[i, j]) > 0.6 * bound else "black")
+    ax.set_xticks(range(cols), lb.methods, rotation=45, ha="right")
+    ax.set_yticks(range(rows), lb.worlds, fontsize=8)
+    ax.set_title(f"{METRIC_LABELS[lb.metric]}, mean over seeds")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_plots(lb: Leaderboard, directory: str | Path) -> list[Path]:
-    """Write the three PNG plots into ``directory`` (created) and return their paths."""
+    """Write the four PNG plots into ``directory`` (created) and return their paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     return [
         plot_intervals(lb, out / "interval_estimates.png"),
         plot_profiles(lb, out / "performance_profiles.png"),
         plot_improvement(lb, out / "probability_of_improvement.png"),
+        plot_matrix(lb, out / "world_method_scores.png"),
     ]

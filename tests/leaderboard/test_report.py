@@ -114,7 +114,8 @@ def test_formats_agree(board) -> None:
 def test_plots_are_pngs(board, tmp_path: Path) -> None:
     paths = write_plots(board, tmp_path / "plots")
     assert {p.name for p in paths} == {"interval_estimates.png", "performance_profiles.png",
-                                       "probability_of_improvement.png"}
+                                       "probability_of_improvement.png",
+                                       "world_method_scores.png"}
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
@@ -166,7 +167,7 @@ def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
     plots = tmp_path / "plots"
     res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200", "--plot", str(plots)])
     assert res.exit_code == 0, res.output
-    assert "IQM" in res.output and len(list(plots.glob("*.png"))) == 3
+    assert "IQM" in res.output and len(list(plots.glob("*.png"))) == 4
 
 
 def test_cli_errors_are_one_line(fake_learners, tmp_path: Path) -> None:
@@ -242,3 +243,50 @@ def test_runs_notes_reach_every_format() -> None:
     assert any(r["table"].startswith("Notes") and r["value"] == note
                for r in csv.DictReader(io.StringIO(render(lb, "csv"))))
     assert build_leaderboard(make_runs(), reps=100, tags_of=TAGS.__getitem__).notes == []
+
+
+def test_a_table_too_wide_for_the_console_is_split_by_columns() -> None:
+    """On a narrow console the world x method matrix comes in parts that each fit, repeat the
+    world column and together hold every number; a wide console gets it whole."""
+    from rich.console import Console
+
+    from autoworld.leaderboard.report import fit_tables, print_tables
+
+    runs = [RunRecord(method=f"method-{k}", world=f"AVeryLongGeneratedWorldName-{w}-11x11",
+                      seed=0, steps=100, score_opt=(k * 7 + w) % 10 / 10 - 0.05)
+            for k in range(9) for w in range(3)]
+    lb = build_leaderboard(runs, reps=100, tags_of=lambda w: {})
+    matrix = next(t for t in text_tables(lb) if t.title.startswith("World x method"))
+    narrow = Console(file=io.StringIO(), width=80, color_system=None)
+    parts = fit_tables(narrow, matrix)
+    assert len(parts) >= 2
+    wide = Console(file=io.StringIO(), width=300, color_system=None)
+    assert len(fit_tables(wide, matrix)) == 1
+    print_tables(narrow, [matrix])
+    text = narrow.file.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    expected = [float(v) for row in matrix.rows for v in row[1:]]
+    assert sorted(_numbers(text)) == sorted(expected)
+    assert text.count("AVeryLongGeneratedWorldName-0-11x11") == len(parts)
+
+
+def test_one_run_per_world_says_why_the_intervals_have_no_width() -> None:
+    one = [r for r in make_runs() if r.seed == 0]
+    lb = build_leaderboard(one, reps=100, tags_of=TAGS.__getitem__)
+    assert all(s.iqm.lo == s.iqm.hi for s in lb.summary)
+    caption = text_tables(lb)[0].caption
+    assert caption and "one run per world" in caption and "ppo" in caption
+    assert caption in render(lb, "md")
+    assert "one run per world" in " ".join(render(lb, "table").split())
+    assert text_tables(build_leaderboard(make_runs(), reps=100,
+                                         tags_of=TAGS.__getitem__))[0].caption is None
+
+
+def test_notes_shared_by_methods_are_one_row() -> None:
+    note = "no oracle demonstrations: the oracle solves none"
+    runs = make_runs() + [RunRecord(method=m, world="IceRink-9x9", seed=s, steps=100,
+                                    score_opt=0.1, note=note)
+                          for m in ("bc", "bc+ppo") for s in range(2)]
+    lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)
+    assert len(lb.notes) == 2  # the JSON keeps one entry per method
+    assert text_tables(lb)[-1].rows == [["bc, bc+ppo", "IceRink-9x9", "4", note]]
