@@ -16,7 +16,6 @@ so choosing on validation cannot inflate the report.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoworld.leaderboard.stats import GainByWorlds, gains_by_world_count
 from autoworld.learners.methods import METHODS, MethodOptions, MethodResult, grid_methods
 
 log = logging.getLogger(__name__)
@@ -107,18 +107,6 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
 
 
 # ====================================================================== the comparison
-class GainByWorlds(BaseModel):
-    """Gain over the untrained policy (test score - initial score) for ``n`` worlds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    worlds: int = Field(..., ge=1, description="Number of worlds n in each subset.")
-    subsets: int = Field(..., ge=1, description="Subsets of n worlds averaged over.")
-    best_fixed_gain: float = Field(..., description="Mean gain of the method that is best "
-                                   "over the subset.")
-    upper_bound_gain: float = Field(..., description="Mean gain of the best method per world.")
-
-
 class AdaptiveReport(BaseModel):
     """Adaptive selection beside the best fixed method and the hindsight upper bound."""
 
@@ -170,20 +158,7 @@ def summarize(scores: dict[str, dict[str, float]], initial: dict[str, dict[str, 
     S = np.where(np.isnan(S), np.nan_to_num(I0, nan=0.0), S)
     gain = S - np.nan_to_num(I0, nan=0.0)
     best = int(np.argmax(S.mean(0)))
-    rng = np.random.default_rng(seed)
-    gains = []
-    for n in sorted({*[k for k in sizes if k < len(worlds)], len(worlds)}):
-        combos = list(itertools.combinations(range(len(worlds)), n))
-        if len(combos) > max_subsets:
-            combos = [combos[i] for i in rng.choice(len(combos), max_subsets, replace=False)]
-        fixed, upper = [], []
-        for c in combos:
-            sub = gain[list(c)]
-            fixed.append(float(sub.mean(0).max()))
-            upper.append(float(sub.max(1).mean()))
-        gains.append(GainByWorlds(worlds=n, subsets=len(combos),
-                                  best_fixed_gain=float(np.mean(fixed)),
-                                  upper_bound_gain=float(np.mean(upper))))
+    gains = gains_by_world_count(gain, sizes, max_subsets, seed)
     adaptive_score = None
     choices: dict[str, str] = {}
     if adaptive:

@@ -160,10 +160,12 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     out = Path(run_dir) if run_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
     learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed)
+    initial_score: float | None = None  # the untrained policy's R / R_opt (the gain's baseline)
 
     if resume and ckpt_dir is not None and (ckpt_dir / "state.pt").is_file():
         state = load_state(ckpt_dir / "state.pt", device=learner.device)
         meta = state["meta"]
+        initial_score = meta.get("initial_score")
         if meta["spec_hash"] != world.content_hash or meta["seed"] != seed:
             raise TrainError(f"{ckpt_dir} holds a run of another world or seed "
                              f"({meta['world']}, seed {meta['seed']}); use another --run-dir")
@@ -195,7 +197,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
             return None
         meta = {"world": world.name, "spec_hash": world.content_hash, "seed": seed,
                 "method": method, "config": cfg.model_dump(mode="json"),
-                "steps": steps}
+                "steps": steps, "initial_score": initial_score}
         save_state(ckpt_dir / "state.pt", {"meta": meta, "learner": learner.state_dict()})
         path = save_policy(learner.policy, ckpt_dir / "policy", spec_hash=world.content_hash,
                            method=method, world=world.name,
@@ -207,6 +209,8 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     last_eval: EvalResult | None = None
     checkpoint = None
     try:
+        if learner.iteration == 0:  # step 0 of the learning curve, as the other methods score
+            initial_score = do_eval().normalized
         while learner.iteration < learner.num_iterations:
             t0 = time.perf_counter()
             stats = learner.iterate()
@@ -230,7 +234,8 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
                          run_dir=str(out) if out is not None else None, checkpoint=checkpoint,
                          score=last_eval.normalized, normalized_gain=last_eval.normalized_gain,
                          mean_return=last_eval.mean_return, success=last_eval.success,
-                         evaluation=last_eval)
+                         evaluation=last_eval,
+                         extra={} if initial_score is None else {"initial_score": initial_score})
     if out is not None:
         atomic_write_text(out / "result.json", result.model_dump_json(indent=1) + "\n")
     return result

@@ -51,6 +51,7 @@ class CellOutcome(BaseModel):
     success: float | None = Field(None, description="Fraction of successful episodes.")
     bound_flag: bool = Field(False, description="R_opt is an upper bound rather than exact.")
     note: str = Field("", description="What a reader of the score should know (stored).")
+    initial_score: float | None = Field(None, description="R / R_opt of the untrained policy.")
 
 
 Runner = Callable[[CellKey], CellOutcome]
@@ -382,6 +383,7 @@ _SCORE_NAMES = {
     "raw_return": ("raw_return", "mean_return", "return_", "episode_return"),
     "success": ("success", "success_rate"),
     "bound_flag": ("bound_flag", "upper_bound", "flagged"),
+    "initial_score": ("initial_score",),
 }
 
 

@@ -23,9 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from autoworld.leaderboard.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_REPS,
+    GainByWorlds,
     Interval,
     Profile,
     bootstrap_ci,
+    gains_by_world_count,
     performance_profile,
     probability_of_improvement,
 )
@@ -98,6 +100,21 @@ class Note(BaseModel):
     note: str = Field(description="The note.")
 
 
+class UpperBound(BaseModel):
+    """AutoEnv's "learning upper bound": the best single method against the best method of each
+    world chosen in hindsight, on the worlds every method ran on (means over seeds)."""
+
+    model_config = _FROZEN
+    worlds: int = Field(description="Worlds every method ran on (the ones compared).")
+    best_fixed_method: str = Field(description="The method with the highest mean score.")
+    best_fixed_score: float = Field(description="Its mean score over those worlds.")
+    upper_bound_score: float = Field(description="Mean over the worlds of the best method's "
+                                     "score there.")
+    best_method: dict[str, str] = Field(description="world -> the method best there.")
+    gains: list[GainByWorlds] = Field(description="Gain over the initial policy vs number of "
+                                      "worlds (empty when runs lack initial scores).")
+
+
 class Leaderboard(BaseModel):
     """Everything the leaderboard shows, computed from the stored runs."""
 
@@ -115,6 +132,8 @@ class Leaderboard(BaseModel):
     profiles: dict[str, Profile] = Field(description="Performance profile per method.")
     notes: list[Note] = Field(default_factory=list, description="Notes the runs carry, per "
                               "method and world (what a reader of their scores should know).")
+    upper_bound: UpperBound | None = Field(None, description="Best fixed method against the "
+                                           "per-world best (two methods or more).")
 
 
 class TextTable(BaseModel):
@@ -164,11 +183,13 @@ def build_leaderboard(
     """Aggregate finished ``runs`` (runs without a value for ``metric`` are left out)."""
     tags_of = tags_of or catalogue_tags
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    initial: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     noted: dict[tuple[str, str, str], int] = defaultdict(int)
     for run in runs:
         value = getattr(run, metric)
         if run.status == "finished" and value is not None and np.isfinite(value):
             scores[run.method][run.world].append(float(value))
+            initial[run.method][run.world].append(run.initial_score)
             if run.note:
                 noted[(run.method, run.world, run.note)] += 1
     ci = {"reps": reps, "confidence": confidence, "seed": seed}
@@ -224,7 +245,31 @@ def build_leaderboard(
              for (m, w, text), n in sorted(noted.items())]
     return Leaderboard(metric=metric, reps=reps, confidence=confidence, seed=seed,
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
-                       matrix=matrix, improvement=improvement, profiles=profiles, notes=notes)
+                       matrix=matrix, improvement=improvement, profiles=profiles, notes=notes,
+                       upper_bound=_upper_bound(scores, initial, methods, metric, seed))
+
+
+def _upper_bound(scores: dict[str, dict[str, list[float]]],
+                 initial: dict[str, dict[str, list[float | None]]], methods: list[str],
+                 metric: Metric, seed: int) -> UpperBound | None:
+    """The best fixed method against the per-world best, on the worlds every method ran on;
+    gains over the initial policy when every run there reports its initial R / R_opt."""
+    worlds = sorted(set.intersection(*(set(scores[m]) for m in methods))) if methods else []
+    if len(methods) < 2 or not worlds:
+        return None
+    S = np.array([[np.mean(scores[m][w]) for m in methods] for w in worlds])  # (W, M)
+    best = int(np.argmax(S.mean(0)))  # ties: the earlier (higher IQM) method
+    gains: list[GainByWorlds] = []
+    starts = [x for m in methods for w in worlds for x in initial[m][w]]
+    if metric == "score_opt" and all(x is not None and np.isfinite(x) for x in starts):
+        I0 = np.array([[np.mean(initial[m][w]) for m in methods] for w in worlds])
+        gains = gains_by_world_count(S - I0, seed=seed)
+    return UpperBound(worlds=len(worlds), best_fixed_method=methods[best],
+                      best_fixed_score=float(S.mean(0)[best]),
+                      upper_bound_score=float(S.max(1).mean()),
+                      best_method={w: methods[int(np.argmax(S[i]))]
+                                   for i, w in enumerate(worlds)},
+                      gains=gains)
 
 
 # -- text tables -----------------------------------------------------------------------------
@@ -282,7 +327,7 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         profile_rows.append([m, *(fmt(v) for v in picked)])
     profile = TextTable(title="Performance profile (fraction of runs with score > tau)",
                         columns=["method", *profile_cols], rows=profile_rows)
-    tables = [summary, by_class, matrix, improvement, profile]
+    tables = [summary, by_class, matrix, improvement, profile, *_upper_bound_tables(lb)]
     if lb.notes:
         # one row per (world, note): the methods that share it (BC and BC+PPO) side by side
         grouped: dict[tuple[str, str], list[Note]] = defaultdict(list)
@@ -293,6 +338,34 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
                                 rows=[[", ".join(n.method for n in group), world,
                                        str(sum(n.runs for n in group)), note]
                                       for (world, note), group in grouped.items()]))
+    return tables
+
+
+def _upper_bound_tables(lb: Leaderboard) -> list[TextTable]:
+    """The learning-upper-bound tables (none with fewer than two methods)."""
+    ub = lb.upper_bound
+    if ub is None:
+        return []
+    wins: dict[str, int] = defaultdict(int)
+    for m in ub.best_method.values():
+        wins[m] += 1
+    tables = [TextTable(
+        title=f"Learning upper bound ({ub.worlds} worlds every method ran on, mean over seeds)",
+        columns=["selection", "mean score"],
+        rows=[[f"best fixed method: {ub.best_fixed_method}", fmt(ub.best_fixed_score)],
+              ["best method per world, in hindsight", fmt(ub.upper_bound_score)]],
+        caption="worlds where each method is best (a tie goes to the higher IQM): " + ", ".join(
+            f"{m} {wins[m]}" for m in lb.methods if wins[m]),
+    )]
+    if ub.gains:
+        tables.append(TextTable(
+            title="Gain over the initial policy vs number of worlds (subsets of worlds)",
+            columns=["worlds", "subsets", "best fixed method", "best per world"],
+            rows=[[str(g.worlds), str(g.subsets), fmt(g.best_fixed_gain),
+                   fmt(g.upper_bound_gain)] for g in ub.gains],
+            caption="AutoEnv's finding: the best fixed method's gain shrinks as worlds are "
+                    "added while the per-world best keeps more",
+        ))
     return tables
 
 

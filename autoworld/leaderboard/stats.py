@@ -1,6 +1,8 @@
 """Robust aggregate statistics for few-run RL results (Agarwal et al., 2021, "Deep RL at the edge
 of the statistical precipice"): interquartile mean, stratified-bootstrap confidence intervals,
-performance profiles and the probability of improvement.
+performance profiles and the probability of improvement; and AutoEnv's "learning upper bound"
+analysis, the gain of the best fixed method against the per-world best as the number of worlds
+grows (``gains_by_world_count``).
 
 Scores of one method are given as *strata*: one 1-D array of run scores per world (the seeds).
 The stratified bootstrap resamples runs with replacement *within* each world, so every bootstrap
@@ -10,6 +12,7 @@ replicate keeps each world's number of runs; all replicates are drawn at once (a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -22,6 +25,7 @@ Statistic = Callable[[np.ndarray], np.ndarray]
 
 DEFAULT_REPS = 2000
 DEFAULT_CONFIDENCE = 0.95
+ENUMERATE_SUBSETS = 100_000  # subsets of worlds listed before sampling (above: drawn directly)
 
 
 class Interval(BaseModel):
@@ -188,3 +192,51 @@ def probability_of_improvement(
         ox, oy = ox + a.size, oy + b.size
     boot = np.mean(per_world, axis=0)  # (reps,)
     return _percentile_interval(point, boot, confidence)
+
+
+# -- best fixed method against the per-world best (AutoEnv's learning upper bound) --------------
+
+
+class GainByWorlds(BaseModel):
+    """Gain over the untrained policy (score - initial score) on subsets of ``worlds`` worlds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worlds: int = Field(..., ge=1, description="Number of worlds n in each subset.")
+    subsets: int = Field(..., ge=1, description="Subsets of n worlds averaged over.")
+    best_fixed_gain: float = Field(..., description="Mean gain of the method that is best "
+                                   "over the subset.")
+    upper_bound_gain: float = Field(..., description="Mean gain of the best method per world.")
+
+
+def gains_by_world_count(gain: np.ndarray, sizes: Sequence[int] = (1, 6),
+                         max_subsets: int = 64, seed: int = 0) -> list[GainByWorlds]:
+    """For n in ``sizes`` (those below the number of worlds) and all the worlds: over subsets of
+    n worlds (every one, or ``max_subsets`` drawn without replacement), the mean gain of the
+    method best on the subset, and the mean over the subset's worlds of each world's best gain.
+
+    ``gain`` is (worlds, methods). With one world both are the best gain there; AutoEnv's
+    finding is that the first shrinks as worlds are added while the second does not."""
+    gain = np.asarray(gain, dtype=np.float64)
+    n_worlds = gain.shape[0]
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sorted({*[k for k in sizes if 0 < k < n_worlds], n_worlds}):
+        total = 1
+        for k in range(n):  # C(n_worlds, n) without building every combination
+            total = total * (n_worlds - k) // (k + 1)
+        if total <= ENUMERATE_SUBSETS:
+            combos = [list(c) for c in itertools.combinations(range(n_worlds), n)]
+            if len(combos) > max_subsets:
+                combos = [combos[i] for i in rng.choice(len(combos), max_subsets, replace=False)]
+        else:  # e.g. 6 of 36 worlds: 1.9M subsets, drawn one by one instead of listed
+            seen: set[tuple[int, ...]] = set()
+            while len(seen) < max_subsets:
+                seen.add(tuple(sorted(rng.choice(n_worlds, n, replace=False).tolist())))
+            combos = [list(c) for c in sorted(seen)]
+        fixed = [float(gain[c].mean(0).max()) for c in combos]
+        upper = [float(gain[c].max(1).mean()) for c in combos]
+        out.append(GainByWorlds(worlds=n, subsets=len(combos),
+                                best_fixed_gain=float(np.mean(fixed)),
+                                upper_bound_gain=float(np.mean(upper))))
+    return out

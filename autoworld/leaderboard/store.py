@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
+    initial_score REAL,
     UNIQUE (method, world, seed, steps)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,8 +63,10 @@ CREATE TABLE IF NOT EXISTS bench_sessions (
 _COLUMNS = (
     "method", "world", "seed", "steps", "score_opt", "score_random", "raw_return", "success",
     "bound_flag", "wall_time_s", "autoworld_version", "torch_version", "status", "error",
-    "created_at", "note",
+    "created_at", "note", "initial_score",
 )
+# columns added after the first stores were written: (name, type) added when a store lacks them
+_ADDED_COLUMNS = (("note", "TEXT NOT NULL DEFAULT ''"), ("initial_score", "REAL"))
 
 
 class StoreError(AutoworldError):
@@ -115,6 +118,9 @@ class RunRecord(CellKey):
     )
     note: str = Field("", description="What a reader of the score should know, e.g. that BC "
                       "had no oracle demonstrations to clone on this world; else empty.")
+    initial_score: float | None = Field(None, description="R / R_opt of the untrained policy "
+                                        "the run started from (its gain is score_opt minus "
+                                        "this), when the method reports it.")
 
     @property
     def key(self) -> CellKey:
@@ -153,10 +159,12 @@ class RunStore:
                 raise StoreError(f"{self.path}: SQLite could not enable WAL mode (got {mode})")
             self._retry(lambda: conn.executescript(_SCHEMA))
             have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-            if "note" not in have:  # a store written before runs had notes
+            for name, kind in _ADDED_COLUMNS:  # a store written before runs had them
+                if name in have:
+                    continue
                 try:
-                    self._retry(lambda: conn.execute(
-                        "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''"))
+                    self._retry(lambda name=name, kind=kind: conn.execute(
+                        f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
                 except sqlite3.OperationalError as exc:  # another process added it first
                     if "duplicate column" not in str(exc):
                         raise

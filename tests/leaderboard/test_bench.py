@@ -271,6 +271,9 @@ def test_outcome_from_a_nested_training_result() -> None:
     # a method that could not do its part says so in the stored note
     noted = outcome_from_result({"score": 0.1, "extra": {"no_demonstrations": "none solved"}})
     assert noted.note == "no oracle demonstrations: none solved"
+    # the untrained policy's score, the baseline of the run's gain
+    assert outcome_from_result({"score": 0.5, "extra": {"initial_score": -0.2}}
+                               ).initial_score == -0.2
 
 
 def test_outcome_from_the_real_train_result() -> None:

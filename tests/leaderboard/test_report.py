@@ -290,3 +290,36 @@ def test_notes_shared_by_methods_are_one_row() -> None:
     lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)
     assert len(lb.notes) == 2  # the JSON keeps one entry per method
     assert text_tables(lb)[-1].rows == [["bc, bc+ppo", "IceRink-9x9", "4", note]]
+
+
+def test_learning_upper_bound_and_gains_by_hand() -> None:
+    """Best fixed method against the per-world best, on the worlds every method ran on, and the
+    gain over the initial policy by number of worlds: hand-computed on a 3 x 2 grid."""
+    score = {("a", "W1"): [0.9, 0.7], ("a", "W2"): [0.2], ("a", "W3"): [0.4],
+             ("b", "W1"): [0.1], ("b", "W2"): [0.6], ("b", "W3"): [0.5],
+             ("c", "W1"): [1.0]}  # c ran on one world only: left out
+    runs = [RunRecord(method=m, world=w, seed=i, steps=10, score_opt=v, initial_score=0.1)
+            for (m, w), vs in score.items() for i, v in enumerate(vs)]
+    lb = build_leaderboard(runs, reps=100, tags_of=lambda w: {})
+    ub = lb.upper_bound  # c ran on W1 only: the comparison keeps the worlds every method has
+    assert (ub.worlds, ub.best_fixed_method, ub.best_method) == (1, "c", {"W1": "c"})
+    runs = [r for r in runs if r.method != "c"]
+    ub = build_leaderboard(runs, reps=100, tags_of=lambda w: {}).upper_bound
+    # a: (0.8 + 0.2 + 0.4) / 3 = 0.4667; b: (0.1 + 0.6 + 0.5) / 3 = 0.4
+    assert ub.worlds == 3 and ub.best_fixed_method == "a"
+    assert ub.best_fixed_score == pytest.approx(1.4 / 3)
+    assert ub.upper_bound_score == pytest.approx((0.8 + 0.6 + 0.5) / 3)
+    assert ub.best_method == {"W1": "a", "W2": "b", "W3": "b"}
+    one, everything = ub.gains  # n = 1 and all 3 worlds (6 >= 3 is left out)
+    assert (one.worlds, one.subsets, everything.worlds) == (1, 3, 3)
+    assert one.best_fixed_gain == pytest.approx(one.upper_bound_gain)  # one world: the same
+    assert one.upper_bound_gain == pytest.approx((0.8 + 0.6 + 0.5) / 3 - 0.1)
+    assert everything.best_fixed_gain == pytest.approx(1.4 / 3 - 0.1)
+    assert everything.upper_bound_gain == pytest.approx((0.8 + 0.6 + 0.5) / 3 - 0.1)
+    titles = [t.title for t in text_tables(build_leaderboard(runs, reps=100,
+                                                             tags_of=lambda w: {}))]
+    assert any(t.startswith("Learning upper bound") for t in titles)
+    assert any(t.startswith("Gain over the initial policy") for t in titles)
+    # runs without initial scores: the bound without the gains
+    bare = [r.model_copy(update={"initial_score": None}) for r in runs]
+    assert build_leaderboard(bare, reps=100, tags_of=lambda w: {}).upper_bound.gains == []
