@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from autoworld.cli.common import console, fail, handle_errors
 
@@ -72,7 +79,8 @@ def bench_command(
     )
     failed: list[str] = []
     progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.description}"),
+                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                        TextColumn("{task.description}"),
                         console=console, transient=False)
     with progress:
         task = progress.add_task("", total=len(todo))
