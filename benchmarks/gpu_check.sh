@@ -110,6 +110,14 @@ if [ "$dev" = cuda ]; then
     --seeds 1 --steps "$steps" --device "$dev" --num-envs "$lb_envs" --backend process \
     --workers "$lb_workers" --db "$out/leaderboard_graph.db"
 fi
+# where a leaderboard cell's time goes on the GPU (one process, graphed): PPO and BC+PPO, the
+# slowest cells of the sample
+if [ "$dev" = cuda ]; then
+  for m in ppo bc+ppo; do
+    section "cell_profile_$m" 120 env AUTOWORLD_CUDA_GRAPH=1 python benchmarks/cell_profile.py \
+      --method "$m" --world DoorKey-8x8 --steps "$steps" --device "$dev" --num-envs "$lb_envs"
+  done
+fi
 # the whole leaderboard grid of the target (8 methods x suite:core36 x 5 seeds x 1M steps = 1,440
 # runs), graphed, filled over as many calls as it takes: LB_DB names a store carried in from the
 # last call (default: a new one in OUT); no run starts that would end after LB_LIMIT seconds
