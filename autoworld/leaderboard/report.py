@@ -586,13 +586,38 @@ def plot_matrix(lb: Leaderboard, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_gains(lb: Leaderboard, path: Path) -> Path:
+    """AutoEnv's learning-upper-bound figure: the gain over the initial policy of the best fixed
+    method and of the per-world best, against the number of worlds."""
+    gains = lb.upper_bound.gains if lb.upper_bound is not None else []
+    fig = _figure(5.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    n = [g.worlds for g in gains]
+    ax.plot(n, [g.best_fixed_gain for g in gains], "o-", label="best fixed method")
+    ax.plot(n, [g.upper_bound_gain for g in gains], "s-", label="best method per world")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(n, [str(k) for k in n])
+    ax.set_xlabel("worlds")
+    ax.set_ylabel(f"gain over the initial policy ({METRIC_LABELS[lb.metric]})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_plots(lb: Leaderboard, directory: str | Path) -> list[Path]:
-    """Write the four PNG plots into ``directory`` (created) and return their paths."""
+    """Write the PNG plots into ``directory`` (created) and return their paths: intervals,
+    profiles, P(X > Y), the world x method heat map, and the gains by number of worlds when the
+    runs carry their initial scores."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    return [
+    paths = [
         plot_intervals(lb, out / "interval_estimates.png"),
         plot_profiles(lb, out / "performance_profiles.png"),
         plot_improvement(lb, out / "probability_of_improvement.png"),
         plot_matrix(lb, out / "world_method_scores.png"),
     ]
+    if lb.upper_bound is not None and lb.upper_bound.gains:
+        paths.append(plot_gains(lb, out / "gain_by_worlds.png"))
+    return paths

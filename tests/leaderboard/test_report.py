@@ -323,3 +323,15 @@ def test_learning_upper_bound_and_gains_by_hand() -> None:
     # runs without initial scores: the bound without the gains
     bare = [r.model_copy(update={"initial_score": None}) for r in runs]
     assert build_leaderboard(bare, reps=100, tags_of=lambda w: {}).upper_bound.gains == []
+
+
+def test_the_gains_plot_is_written_when_runs_carry_initial_scores(tmp_path: Path) -> None:
+    with_start = [r.model_copy(update={"initial_score": 0.05}) for r in make_runs()]
+    names = {p.name for p in write_plots(build_leaderboard(
+        with_start, reps=100, tags_of=TAGS.__getitem__), tmp_path / "a")}
+    assert "gain_by_worlds.png" in names
+    with Image.open(tmp_path / "a" / "gain_by_worlds.png") as im:
+        assert im.format == "PNG"
+    names = {p.name for p in write_plots(build_leaderboard(
+        make_runs(), reps=100, tags_of=TAGS.__getitem__), tmp_path / "b")}
+    assert "gain_by_worlds.png" not in names
