@@ -47,7 +47,8 @@ def bench_command(
                                            help="Concurrent requests per llm:MODEL run."),
     time_limit: float | None = typer.Option(
         None, "--time-limit", min=1,
-        help="Seconds: start no run that would end after this (by the mean run so far); the "
+        help="Seconds: start no run that would end after this (by the mean run of its method "
+             "so far; quicker methods' cells fill the end); the "
              "rest stay pending for the next call."),
 ) -> None:
     """Train every method on every world with every seed and record the scores.

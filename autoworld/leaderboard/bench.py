@@ -200,9 +200,11 @@ def run_bench(
     """Run the cells of ``cells`` not yet finished in ``store``; record each as it finishes.
 
     ``time_limit`` (seconds): start no cell that would end after it, judged by the mean wall
-    time of this call's runs so far (the first cells always start); running cells finish and
-    the rest stay pending for the next call. The parallel backends keep at most ``workers``
-    cells in flight, so that no more start once the limit is near.
+    time of this call's runs of the same method so far (of all its runs while the method has
+    none; the first cells always start). A cell that would not fit is passed over for a later
+    one of a quicker method that still does; running cells finish and the rest stay pending
+    for the next call. The parallel backends keep at most ``workers`` cells in flight, so that
+    no more start once the limit is near.
 
     A call with cells to run is a bench session in the store (``store.sessions()``): its wall
     time, up to its last recorded run, is written with each run, so the wall time of a grid
@@ -227,14 +229,13 @@ def run_bench(
         # its own transaction, with the session's time: a kill after this loses nothing
         store.record(record, SessionTick(session, _now() - start))
         written.append(record)
-        gate.runs.append(record.wall_time_s)
+        gate.record(record)
         if on_result is not None:
             on_result(record)
 
     if backend == "serial":
-        for cell in todo:
-            if not gate.may_start():
-                break
+        queue = list(todo)
+        while (cell := gate.take(queue)) is not None:
             commit(run_cell(runner, cell))
     elif backend == "process":
         _run_process(todo, runner, workers, commit, gate)
@@ -244,18 +245,32 @@ def run_bench(
 
 
 class _Deadline:
-    """Whether a cell may start now: always without a limit; else when the mean wall time of
-    the runs so far (none yet: zero) still ends within ``limit`` seconds of ``start``."""
+    """Which cell may start now: any without a limit; else one whose expected wall time (the
+    mean of this call's runs of its method, or of all its runs while the method has none; none
+    yet: zero) still ends within ``limit`` seconds of ``start``."""
 
     def __init__(self, start: float, limit: float | None) -> None:
         self.start, self.limit = start, limit
         self.runs: list[float] = []
+        self.by_method: dict[str, list[float]] = {}
 
-    def may_start(self) -> bool:
+    def record(self, run: RunRecord) -> None:
+        self.runs.append(run.wall_time_s)
+        self.by_method.setdefault(run.method, []).append(run.wall_time_s)
+
+    def expected(self, cell: CellKey) -> float:
+        own = self.by_method.get(cell.method) or self.runs
+        return sum(own) / len(own) if own else 0.0
+
+    def take(self, queue: list[CellKey]) -> CellKey | None:
+        """Remove and return the first cell of ``queue`` that may start now (None: none)."""
         if self.limit is None:
-            return True
-        expected = sum(self.runs) / len(self.runs) if self.runs else 0.0
-        return _now() - self.start + expected <= self.limit
+            return queue.pop(0) if queue else None
+        left = self.limit - (_now() - self.start)
+        for i, cell in enumerate(queue):
+            if self.expected(cell) <= left:
+                return queue.pop(i)
+        return None
 
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
@@ -275,17 +290,14 @@ def _init_worker(threads: int) -> None:
 def _run_process(todo: Sequence[CellKey], runner: Runner, workers: int | None,
                  commit: Callable[[RunRecord], None], gate: _Deadline) -> None:
     n = workers or os.cpu_count() or 1
-    queue = iter(todo)
+    queue = list(todo)
     # spawn, not fork: a forked child cannot use CUDA, and fork under threads is unsafe
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker, initargs=(worker_threads(n),)) as pool:
         futures: set = set()
 
-        def refill() -> None:  # at most n in flight, none started past the deadline
-            while len(futures) < n and gate.may_start():
-                cell = next(queue, None)
-                if cell is None:
-                    return
+        def refill() -> None:  # at most n in flight, none that would end past the deadline
+            while len(futures) < n and (cell := gate.take(queue)) is not None:
                 futures.add(pool.submit(run_cell, runner, cell))
 
         refill()
@@ -314,14 +326,11 @@ def _run_ray(todo: Sequence[CellKey], runner: Runner, workers: int | None,
     # starts past the deadline
     n = (len(todo) if gate.limit is None
          else workers or int(ray.cluster_resources().get("CPU", 1)))
-    queue = iter(todo)
+    queue = list(todo)
     refs: list = []
 
     def refill() -> None:
-        while len(refs) < n and gate.may_start():
-            cell = next(queue, None)
-            if cell is None:
-                return
+        while len(refs) < n and (cell := gate.take(queue)) is not None:
             refs.append(remote.remote(runner, cell))
 
     refill()

@@ -401,6 +401,30 @@ def test_time_limit_starts_no_run_that_would_end_past_it(tmp_path: Path, monkeyp
     assert len(run_bench(cells, RunStore(tmp_path / "b.db"), clock.runner, time_limit=1)) == 1
 
 
+def test_time_limit_fills_the_end_with_quicker_methods(tmp_path: Path, monkeypatch) -> None:
+    """Each method's own mean run time judges its next cell: near the limit a slow cell that
+    would not fit is passed over for quick ones that still do, and stays pending."""
+    import autoworld.leaderboard.bench as bench
+
+    clock = _Clock(0.0)
+    monkeypatch.setattr(bench, "_now", clock)
+    seconds = {"fast": 1.0, "slow": 10.0}
+
+    def runner(cell: CellKey) -> CellOutcome:
+        clock.now += seconds[cell.method]
+        return fake_runner(cell)
+
+    order = ["fast", "slow", "slow", "slow", "fast", "fast"]
+    cells = [CellKey(method=m, world="Empty-6x6", seed=i, steps=100) for i, m in enumerate(order)]
+    store = RunStore(tmp_path / "lb.db")
+    done = run_bench(cells, store, runner, time_limit=25)
+    # fast 0-1, slow 1-11, slow 11-21; the third slow would end at 31: passed over for the two
+    # fast ones (21-22, 22-23); by the mean of all runs (7 s) the call would stop at 21 s
+    assert [(r.method, r.seed) for r in done] == [("fast", 0), ("slow", 1), ("slow", 2),
+                                                  ("fast", 4), ("fast", 5)]
+    assert [c.seed for c in bench.pending(store, cells)] == [3]
+
+
 def test_time_limit_with_processes_keeps_the_rest_pending(tmp_path: Path) -> None:
     """Process workers: with a limit that the first runs use up, no new run starts after it and
     the store holds exactly the runs that finished."""
