@@ -13,6 +13,7 @@ replicate keeps each world's number of runs; all replicates are drawn at once (a
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -222,10 +223,7 @@ def gains_by_world_count(gain: np.ndarray, sizes: Sequence[int] = (1, 6),
     rng = np.random.default_rng(seed)
     out = []
     for n in sorted({*[k for k in sizes if 0 < k < n_worlds], n_worlds}):
-        total = 1
-        for k in range(n):  # C(n_worlds, n) without building every combination
-            total = total * (n_worlds - k) // (k + 1)
-        if total <= ENUMERATE_SUBSETS:
+        if math.comb(n_worlds, n) <= ENUMERATE_SUBSETS:
             combos = [list(c) for c in itertools.combinations(range(n_worlds), n)]
             if len(combos) > max_subsets:
                 combos = [combos[i] for i in rng.choice(len(combos), max_subsets, replace=False)]
