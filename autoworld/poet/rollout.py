@@ -87,10 +87,16 @@ def _job_keys(seed: int, n: int) -> torch.Tensor:
 
 
 class RolloutEngine:
-    """Runs parameter rows on worlds in one batched engine call; engines are cached by layout."""
+    """Runs parameter rows on worlds in one batched engine call; engines are cached by layout.
+
+    ``cache_size``: engines kept, least recently used first out. A POET iteration uses two
+    (the ES step on the train levels, the own-world scores on the validation levels), a
+    transfer three more and a reproduction two; the default keeps an ordinary iteration's two
+    through both, so the iteration after them does not build (and on CUDA record) them again.
+    """
 
     def __init__(self, policy: PoetPolicy, device: str | torch.device = "cpu",
-                 cache_size: int = 4, bucketing: str = "auto", cuda_graph: bool = False
+                 cache_size: int = 8, bucketing: str = "auto", cuda_graph: bool = False
                  ) -> None:
         self.policy = policy
         self.bucketing = bucketing

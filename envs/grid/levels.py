@@ -27,7 +27,7 @@ import argparse
 import contextlib
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,9 +52,12 @@ RANDOM_EPISODES = 256
 # the default ``oracle.STATE_CAP`` (which still decides solvability, so the levels are the same).
 CATALOGUE_STATE_CAP = 1_000_000
 FILE_FORMAT = 1
-_CACHE_SIZE = 32
+# Banks kept per process, least recently used first out. A bank is small (512 levels of 11x11
+# are ~90 KB), and a POET run with 20 pairs alone uses 40 (train and validation per world):
+# a smaller cache made every engine rebuild draw and solve its levels again.
+_CACHE_SIZE = 256
 _PASSABLE_CODES = frozenset(int(c) for c in PASSABLE)
-_cache: dict[tuple[str, str, str, int], LevelBank] = {}
+_cache: OrderedDict[tuple[str, str, str, int], LevelBank] = OrderedDict()
 
 Pos = tuple[int, int]
 
@@ -381,6 +384,8 @@ def bank(spec, split: str = "train", size: int | None = None) -> LevelBank:
     if cached is None:
         cached = _load_catalogue_bank(spec, split, n) or _build_bank(spec, split, n)
         _store(spec, split, n, cached)
+    else:
+        _cache.move_to_end(key)
     return LevelBank(cached.grids.copy(), cached.agent_pos.copy(), cached.agent_dir.copy(),
                      cached.seeds.copy(), {k: list(v) if isinstance(v, list) else v
                                            for k, v in cached.info.items()})
@@ -415,8 +420,8 @@ def prepare_banks(spec, sizes: dict[str, int], state_budget: int | None = None) 
 
 
 def _store(spec, split: str, n: int, b: LevelBank) -> None:
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
+    while len(_cache) >= _CACHE_SIZE:
+        _cache.popitem(last=False)
     _cache[(spec.name, spec.content_hash, split, n)] = b
 
 

@@ -220,6 +220,25 @@ def test_banks_have_default_sizes_and_disjoint_seeds():
         levels.bank(spec, "dev")
 
 
+def test_bank_cache_evicts_the_least_recently_used(monkeypatch):
+    built = []
+    build = levels._build_bank
+    monkeypatch.setattr(levels, "_build_bank", lambda spec, split, n: built.append(n)
+                        or build(spec, split, n))
+    monkeypatch.setattr(levels, "_CACHE_SIZE", 2)
+    monkeypatch.setattr(levels, "_cache", type(levels._cache)())
+    spec = make_spec(name="LruBanks", height=5, width=5, max_steps=12)
+    first = levels.bank(spec, "train", 3)
+    levels.bank(spec, "train", 4)
+    again = levels.bank(spec, "train", 3)  # a hit: now the most recently used
+    assert np.array_equal(first.grids, again.grids)
+    levels.bank(spec, "train", 5)  # evicts size 4, the least recently used, not size 3
+    levels.bank(spec, "train", 3)
+    assert built == [3, 4, 5]
+    levels.bank(spec, "train", 4)
+    assert built == [3, 4, 5, 4]
+
+
 def test_catalogue_file_is_deterministic_and_loaded(tmp_path, monkeypatch):
     spec = make_spec(name="Tiny", height=5, width=5, max_steps=12)
     path = tmp_path / "Tiny.json"

@@ -168,3 +168,29 @@ def test_each_iteration_scores_only_the_diagonal(tmp_path: Path):
     run.run()
     assert calls == [[("a0000", "w0000"), ("a0001", "w0001")]] * 2
     assert run.matrix.get("a0000", "w0001") is None  # the off-diagonal is never computed
+
+
+def test_the_iteration_after_a_transfer_builds_no_engine(tmp_path: Path, monkeypatch):
+    from autoworld.poet import rollout
+
+    built = []
+    make = rollout.make_engine
+    monkeypatch.setattr(rollout, "make_engine", lambda *a, **k: built.append(1) or make(*a, **k))
+    from autoworld.envs.catalogue import load_world
+    from autoworld.poet.worlds import validate_world
+
+    cfg = _short(iterations=4, transfer_every=2, transfer_proposals=2)
+    run = PoetRun(cfg, tmp_path / "run")
+    for i, name in enumerate(["ExploreTheMap-3b7c60-5x5", "BackwardsRace-48115a-6x6"], 1):
+        entry, why = validate_world(load_world(name), cfg)
+        assert entry is not None, why
+        run.worlds[f"w000{i}"] = entry  # three pairs on three worlds, so that transfers run
+        run.pairs.append(run._pair(f"w000{i}", run._new_agent_id(), run.pairs[0].theta + 0.1))
+    per_iteration = []
+    for _ in range(4):
+        built.clear()
+        run.step()
+        per_iteration.append(len(built))
+    # iteration 0 builds the ES and scoring engines; the transfer at 2 builds its own three
+    # and keeps those two, which iteration 3 uses again
+    assert per_iteration == [2, 0, 3, 0]
