@@ -44,20 +44,31 @@ def root(
     """autoworld turns a sentence into executable worlds and learns in them."""
 
 
-app.command("list")(list_command)
-app.command("show")(show_command)
-app.command("play")(play_command)
-app.command("validate")(validate_command)
-app.command("schema")(schema_command)
-app.command("components")(components_command)
-app.command("demo")(demo_command)
-app.command("train")(train_command)
-app.command("generate")(generate_command)
-app.command("bench")(bench_command)
-app.command("leaderboard")(leaderboard_command)
-app.command("methods")(methods_command)
-app.command("evolve")(evolve)
-app.command("embodiment")(embodiment)
+def _short_help(fn) -> str:
+    """The first paragraph of a command's docstring on one line: rich help keeps a docstring's
+    line breaks, which would break the commands table's descriptions mid-sentence."""
+    import inspect
+
+    return " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
+
+
+for _name, _fn in [
+    ("list", list_command),
+    ("show", show_command),
+    ("play", play_command),
+    ("validate", validate_command),
+    ("schema", schema_command),
+    ("components", components_command),
+    ("demo", demo_command),
+    ("train", train_command),
+    ("generate", generate_command),
+    ("bench", bench_command),
+    ("leaderboard", leaderboard_command),
+    ("methods", methods_command),
+    ("evolve", evolve),
+    ("embodiment", embodiment),
+]:
+    app.command(_name, short_help=_short_help(_fn))(_fn)
 
 
 def _click_exception() -> type[Exception]:

@@ -50,6 +50,20 @@ def test_version():
     assert result.stdout.strip() == f"autoworld {autoworld.__version__}"
 
 
+def test_command_table_describes_each_command_in_whole_sentences():
+    import typer
+
+    group = typer.main.get_command(app)
+    assert len(group.commands) >= 14
+    for name, cmd in group.commands.items():
+        # one line each (the table wraps it); a docstring's own line breaks used to cut the
+        # descriptions mid-sentence
+        assert cmd.short_help and "\n" not in cmd.short_help, name
+        assert cmd.short_help.endswith((".", ")")), (name, cmd.short_help)
+    result = invoke("--help")
+    assert result.exit_code == 0 and "evolve" in result.stdout
+
+
 def test_list_table_json_and_tags():
     result = invoke("list")
     assert result.exit_code == 0 and "DoorKey-8x8" in result.stdout
