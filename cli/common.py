@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,19 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def live_display(renderable: Any) -> Iterator[Any]:
+    """A rich ``Live`` view of ``renderable`` on the console that stays on screen. Piped or
+    logged output gets its last frame once, ended by a newline (rich ends it only on a
+    terminal, so the next line would follow the table's last border)."""
+    from rich.live import Live
+
+    with Live(renderable, console=console, refresh_per_second=4, transient=False) as live:
+        yield live
+    if not console.is_terminal:
+        console.line()
 
 # Exit codes: 1 an invalid spec (validate), 2 bad input (unknown world, bad path, bad option).
 EXIT_INVALID = 1

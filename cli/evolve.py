@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
-from autoworld.cli.common import console, fail, handle_errors
+from autoworld.cli.common import console, fail, handle_errors, live_display
 
 
 class _Display:
@@ -60,7 +59,7 @@ def _summary(run_dir: Path) -> None:
     c = state["counters"]
     console.print(f"ANNECS {last.get('annecs', 0)}, {c['children_admitted']} children admitted, "
                   f"{c['transfers_accepted']} of {c['transfers_attempted']} transfer attempts "
-                  f"accepted, {c['env_steps']:,} env steps")
+                  f"accepted, {c['env_steps']:,} env steps", soft_wrap=True)
 
 
 @handle_errors
@@ -159,7 +158,7 @@ def evolve(
         if quiet:
             run.run()
         else:
-            with Live(display, console=console, refresh_per_second=4, transient=False) as live:
+            with live_display(display) as live:
                 def on_line(line: dict[str, Any]) -> None:
                     display.update(line)
                     live.refresh()

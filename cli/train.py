@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
-from autoworld.cli.common import console, fail, handle_errors, load_world_arg
+from autoworld.cli.common import console, fail, handle_errors, live_display, load_world_arg
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
@@ -108,7 +107,7 @@ def train_command(
         result = train(spec, method, steps, num_envs, seed, device, out, resume, config=cfg,
                        options=options)
     else:
-        with Live(display, console=console, refresh_per_second=4, transient=False) as live:
+        with live_display(display) as live:
             def on_record(rec: dict[str, Any]) -> None:
                 display.update(rec)
                 live.refresh()
@@ -118,5 +117,5 @@ def train_command(
     console.print(f"[bold]{result.world}[/bold] {result.method}: {result.steps:,} steps in "
                   f"{result.wall_time:.1f}s, R/R_opt {result.score:.3f}, "
                   f"(R-R_rand)/(R_opt-R_rand) {result.normalized_gain:.3f}, "
-                  f"success {result.success:.2f}")
+                  f"success {result.success:.2f}", soft_wrap=True)
     console.print(f"run directory: {out}")

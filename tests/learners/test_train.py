@@ -82,6 +82,10 @@ def test_train_cli_writes_metrics_and_checkpoint(tmp_path, quiet: bool) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "R/R_opt" in result.output
+    # the summary is a line of its own, after the live table when there is one
+    summary = [ln for ln in result.output.splitlines() if "steps in" in ln]
+    assert len(summary) == 1 and summary[0].startswith(f"{WORLD} ppo:"), result.output
+    assert summary[0].rstrip().endswith(tuple("0123456789")), result.output  # not wrapped
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in recs} == {"train", "eval"}
     assert all("steps_per_second" in r for r in recs if r["kind"] == "train")
