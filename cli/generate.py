@@ -53,7 +53,7 @@ def _summary_table(run) -> Table:
 @handle_errors
 def generate_command(
     theme: str = typer.Argument("", help="The theme, e.g. 'a foggy ice maze with coins'."),
-    n: int = typer.Option(1, "--n", "-n", min=1, max=10_000, help="Worlds per theme."),
+    n: int = typer.Option(1, "--num", "-n", min=1, max=10_000, help="Worlds per theme."),
     backend: str = typer.Option("procedural", "--backend", "-b",
                                 help="procedural, openai or transformers."),
     model: str | None = typer.Option(None, "--model", "-m",
