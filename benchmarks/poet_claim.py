@@ -10,9 +10,15 @@ succeeds when a score reaches the run's solved threshold. Prints one JSON line p
 summary line comparing success rates (POET's is 1 on these worlds by construction: they were
 solved), whichever way it comes out.
 
+``--worlds admitted`` removes that selection: the later half of all admitted worlds by the
+iteration they were admitted at, solved or not. POET succeeds on a world if it solved it by the
+end of the run; the from-scratch budget is the iterations POET took to solve it, or the whole
+run's for a world it did not solve. The summary gives both success rates with 95% bootstrap
+intervals over the worlds, and their paired difference.
+
 Example:
     autoworld evolve --iterations 200 --run-dir runs/claim
-    python benchmarks/poet_claim.py runs/claim --seeds 5
+    python benchmarks/poet_claim.py runs/claim --seeds 5 [--worlds admitted]
 """
 
 from __future__ import annotations
@@ -24,12 +30,37 @@ from pathlib import Path
 import torch
 
 
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x]
+
+
 def late_solved_worlds(run_dir: Path) -> list[tuple[str, int]]:
     """(world, iteration solved) of the later half of the admitted worlds POET solved."""
-    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines() if x]
-    solved = sorted(((e["world"], e["iteration"]) for e in events if e["event"] == "solved"),
-                    key=lambda x: (x[1], x[0]))
+    solved = sorted(((e["world"], e["iteration"]) for e in _events(run_dir)
+                     if e["event"] == "solved"), key=lambda x: (x[1], x[0]))
     return solved[len(solved) // 2:]
+
+
+def late_admitted_worlds(run_dir: Path, iterations: int) -> list[tuple[str, int, bool]]:
+    """(world, from-scratch budget, solved by POET) of the later half of the admitted worlds by
+    admission iteration, solved or not: the budget is the iterations POET took to solve the
+    world, or all ``iterations`` of the run when it did not."""
+    events = _events(run_dir)
+    solved_at = {e["world"]: e["iteration"] for e in events if e["event"] == "solved"}
+    admitted = sorted((e["iteration"], e["world"]) for e in events if e["event"] == "admitted")
+    late = admitted[len(admitted) // 2:]
+    return [(w, solved_at[w] + 1 if w in solved_at else iterations, w in solved_at)
+            for _, w in late]
+
+
+def success_interval(values: list[float]) -> dict:
+    """Mean of per-world values with a 95% percentile-bootstrap interval over the worlds."""
+    import numpy as np
+
+    from autoworld.leaderboard.stats import bootstrap_ci
+
+    ci = bootstrap_ci([np.asarray(values, dtype=float)], "mean")
+    return {"mean": round(ci.point, 4), "lo": round(ci.lo, 4), "hi": round(ci.hi, 4)}
 
 
 def from_scratch(run_dir: Path, world: str, budget: int, seeds: int, eval_every: int) -> dict:
@@ -73,8 +104,7 @@ def from_scratch(run_dir: Path, world: str, budget: int, seeds: int, eval_every:
             best = [max(b, s) for b, s in zip(best, scores, strict=True)]
     success = sum(b >= cfg.solved_threshold for b in best) / seeds
     return {"world": world, "name": worlds[world].spec.name, "budget_es_steps": budget,
-            "seeds": seeds, "scratch_success": success, "scratch_best": best,
-            "poet_success": 1.0}
+            "seeds": seeds, "scratch_success": success, "scratch_best": best}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,23 +114,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--max-worlds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worlds", choices=["solved", "admitted"], default="solved",
+                    help="solved: the later half of the admitted worlds POET solved (POET's "
+                    "success is 1 by construction); admitted: the later half of all admitted "
+                    "worlds, solved or not")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    late = late_solved_worlds(args.run_dir)[: args.max_worlds]
+    if args.worlds == "solved":
+        late = [(w, max(1, at + 1), True) for w, at in late_solved_worlds(args.run_dir)]
+    else:
+        from autoworld.poet.report import latest_state
+
+        _, state = latest_state(args.run_dir)
+        late = late_admitted_worlds(args.run_dir, int(state["iteration"]))
+    late = late[: args.max_worlds]
     if not late:
-        print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": "POET solved no admitted "
-                          "world in this run; run longer"}))
+        print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": f"POET {args.worlds} no "
+                          "admitted world late in this run; run longer"}))
         return
     rows = []
-    for world, solved_at in late:
-        row = from_scratch(args.run_dir, world, max(1, solved_at + 1), args.seeds,
-                           args.eval_every)
+    for world, budget, solved in late:
+        row = from_scratch(args.run_dir, world, max(1, budget), args.seeds, args.eval_every)
+        row["poet_success"] = float(solved)
         rows.append(row)
-        print(json.dumps({"bench": "poet_claim_world", **row}), flush=True)
-    print(json.dumps({"bench": "poet_claim", "worlds": len(rows),
-                      "poet_success": 1.0,
-                      "scratch_success": sum(r["scratch_success"] for r in rows) / len(rows)}))
+        print(json.dumps({"bench": "poet_claim_world", "selection": args.worlds, **row}),
+              flush=True)
+    poet = [r["poet_success"] for r in rows]
+    scratch = [r["scratch_success"] for r in rows]
+    print(json.dumps({"bench": "poet_claim", "selection": args.worlds, "worlds": len(rows),
+                      "seeds": args.seeds, "poet_success": success_interval(poet),
+                      "scratch_success": success_interval(scratch),
+                      "poet_minus_scratch": success_interval(
+                          [a - b for a, b in zip(poet, scratch, strict=True)])}))
 
 
 if __name__ == "__main__":
