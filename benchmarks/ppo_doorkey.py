@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-loss", default=None, choices=["half-mse", "mse"],
                     help="half-mse: vf_coef 0.5 on 0.5 * MSE; mse: vf_coef 1.0 "
                     "(stable-baselines3's value loss).")
+    ap.add_argument("--pg-needs-reward", default=None, choices=["yes", "no"],
+                    help="Drop the policy term of updates whose rollout saw no reward.")
     ap.add_argument("--eval-every", type=float, default=15.0, help="Seconds between evals.")
     ap.add_argument("--eval-episodes", type=int, default=8, help="Episodes per test level.")
     ap.add_argument("--target", type=float, default=0.9, help="Stop at this normalized score.")
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     loss = {}
     if args.clip_vloss is not None:
         loss["clip_vloss"] = args.clip_vloss == "yes"
+    if args.pg_needs_reward is not None:
+        loss["pg_needs_reward"] = args.pg_needs_reward == "yes"
     if args.value_loss is not None:
         loss["vf_coef"] = 1.0 if args.value_loss == "mse" else 0.5
     hyper = {k: v for k, v in {

@@ -60,6 +60,31 @@ def test_ppo_improves_on_empty_world() -> None:
     assert stats["entropy"] < 1.9  # the policy sharpened (uniform: log 7 = 1.95)
 
 
+@pytest.mark.parametrize("needs_reward", [True, False])
+def test_an_update_without_reward_keeps_the_policy_head_when_asked(needs_reward: bool) -> None:
+    # DoorKey-8x8 pays only at the goal, behind a key and a door: 8 steps never reach it
+    cfg = PPOConfig(num_envs=16, num_steps=8, num_minibatches=2, ent_coef=0.0,
+                    pg_needs_reward=needs_reward)
+    learner = PPO(load_world("DoorKey-8x8"), cfg, total_steps=16 * 8, seed=0)
+    head = learner.policy.actor.weight.detach().clone()
+    trunk = learner.policy.encoder.dense[0].weight.detach().clone()
+    stats = learner.iterate()
+    assert stats["episodes"] == 0
+    assert not torch.equal(learner.policy.encoder.dense[0].weight, trunk)  # the value loss
+    # no reward, no entropy bonus: the policy term alone moves the actor head
+    assert torch.equal(learner.policy.actor.weight, head) == needs_reward
+
+
+def test_an_update_with_reward_trains_the_policy_head() -> None:
+    cfg = PPOConfig(num_envs=64, num_steps=16, num_minibatches=2, ent_coef=0.0,
+                    pg_needs_reward=True)
+    learner = PPO(load_world("Empty-6x6"), cfg, total_steps=64 * 16, seed=0)
+    head = learner.policy.actor.weight.detach().clone()
+    stats = learner.iterate()
+    assert stats["episodes"] > 0 and stats["episode_return"] > 0  # some reached the goal
+    assert not torch.equal(learner.policy.actor.weight, head)
+
+
 def test_recurrent_ppo_runs_and_resumes_state() -> None:
     spec = load_world("FoggyRooms-11x11")
     cfg = PPOConfig(num_envs=8, num_steps=8, num_minibatches=2, update_epochs=1,
