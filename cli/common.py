@@ -33,6 +33,7 @@ def live_display(renderable: Any) -> Iterator[Any]:
     if not console.is_terminal:
         console.line()
 
+
 # Exit codes: 1 an invalid spec (validate), 2 bad input (unknown world, bad path, bad option).
 EXIT_INVALID = 1
 EXIT_USAGE = 2
