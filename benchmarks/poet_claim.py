@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worlds == "solved":
-        late = [(w, max(1, at + 1), True) for w, at in late_solved_worlds(args.run_dir)]
+        late = [(w, at + 1, True) for w, at in late_solved_worlds(args.run_dir)]
     else:
         from autoworld.poet.report import latest_state
 
@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         late = late_admitted_worlds(args.run_dir, int(state["iteration"]))
     late = late[: args.max_worlds]
     if not late:
-        print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": f"POET {args.worlds} no "
-                          "admitted world late in this run; run longer"}))
+        what = "solved no admitted world" if args.worlds == "solved" else "admitted no world"
+        print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": f"POET {what} in this "
+                          "run; run longer"}))
         return
     rows = []
     for world, budget, solved in late:
