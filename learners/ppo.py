@@ -66,9 +66,8 @@ class PPOConfig(PPOHyperParams):
     pg_needs_reward: bool = Field(True, description="Drop the policy-gradient term of an "
                                   "update whose rollout saw no nonzero reward (its advantages are "
                                   "value-function noise, which normalization scales to unit size); "
-                                  "the value and entropy terms still apply. The grid learner's "
-                                  "(`autoworld train`, the leaderboard's PPO methods); POET's "
-                                  "batched PPO does not apply it.")
+                                  "the value and entropy terms still apply. POET's batched PPO "
+                                  "applies it per pair.")
     policy: PolicyConfig = Field(default_factory=_mlp_policy, description="Network.")
 
 

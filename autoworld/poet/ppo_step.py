@@ -7,6 +7,8 @@ from its ``compute_gae``. Differences from ``learners.ppo.PPO``: the network is 
 (``PoetPolicy`` with its value head), every call starts fresh episodes (a pair's rollout does not
 carry over between POET iterations, so checkpoints stay small), and time-limit ends are treated
 as terminal. Adam runs per row with its own step count, from the pair's saved moments.
+``pg_needs_reward`` applies per pair: a pair whose rollout saw no nonzero reward gets no
+policy-gradient term (its value and entropy terms still apply), whatever the other pairs saw.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def run_ppo_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: li
 
     adv, ret, old_v, old_logp, act_r = rows(adv), rows(ret), rows(values), rows(logprobs), \
         rows(actions)
+    if cfg.pg_needs_reward:
+        # a pair that saw no reward has advantages of pure value noise: no policy term for it
+        # (zero rows stay zero through the per-row normalization below)
+        adv = adv * (rows(rewards) != 0).any(1, keepdim=True)
     sym_r = sym_buf.permute(1, 0, 2, 3, 4).reshape(R, T * E, S, S)
     m = torch.stack([j.m for j in jobs]).to(runner.device)
     v = torch.stack([j.v for j in jobs]).to(runner.device)
