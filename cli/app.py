@@ -44,12 +44,13 @@ def root(
     """autoworld turns a sentence into executable worlds and learns in them."""
 
 
-def _short_help(fn) -> str:
-    """The first paragraph of a command's docstring on one line: rich help keeps a docstring's
-    line breaks, which would break the commands table's descriptions mid-sentence."""
+def _help(fn) -> str:
+    """A command's docstring with each paragraph on one line: rich help keeps a docstring's
+    line breaks, which would break descriptions mid-sentence wherever the terminal's width
+    differs from the source's."""
     import inspect
 
-    return " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
+    return "\n\n".join(" ".join(p.split()) for p in (inspect.getdoc(fn) or "").split("\n\n"))
 
 
 for _name, _fn in [
@@ -68,7 +69,7 @@ for _name, _fn in [
     ("evolve", evolve),
     ("embodiment", embodiment),
 ]:
-    app.command(_name, short_help=_short_help(_fn))(_fn)
+    app.command(_name, help=_help(_fn), short_help=_help(_fn).split("\n\n")[0])(_fn)
 
 
 def _click_exception() -> type[Exception]:

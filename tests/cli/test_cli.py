@@ -60,8 +60,12 @@ def test_command_table_describes_each_command_in_whole_sentences():
         # descriptions mid-sentence
         assert cmd.short_help and "\n" not in cmd.short_help, name
         assert cmd.short_help.endswith((".", ")")), (name, cmd.short_help)
+        # a command's own help: paragraphs kept, but no line break inside one
+        assert all("\n" not in p for p in cmd.help.split("\n\n")), name
     result = invoke("--help")
     assert result.exit_code == 0 and "evolve" in result.stdout
+    bench = invoke("bench", "--help").stdout
+    assert "Without --num-envs a run uses 256 envs" in " ".join(bench.split())
 
 
 def test_list_table_json_and_tags():
