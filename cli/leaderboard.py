@@ -22,6 +22,9 @@ def leaderboard_command(
                                help="opt: R / R_opt; random: (R - R_rand) / (R_opt - R_rand)."),
     reps: int = typer.Option(2000, "--reps", min=100, help="Bootstrap replicates."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap."),
+    steps: int | None = typer.Option(None, "--steps", "-n", min=1,
+                                     help="Env-step budget to show, when the store holds runs "
+                                     "at several (runs at different budgets are never mixed)."),
 ) -> None:
     """Per method: IQM and mean with stratified-bootstrap 95% CIs, a breakdown by taxonomy
     class, the world x method matrix, probability of improvement and performance profiles."""
@@ -38,7 +41,8 @@ def leaderboard_command(
     runs = RunStore(db).runs()
     if not runs:
         raise fail(f"{db} holds no finished runs yet; run `autoworld bench --db {db}`", 1)
-    lb = build_leaderboard(runs, metric=METRICS[metric], reps=reps, seed=seed)  # type: ignore[arg-type]
+    lb = build_leaderboard(runs, metric=METRICS[metric], reps=reps, seed=seed,
+                           steps=steps)  # type: ignore[arg-type]
     if fmt == "table":
         print_tables(console, text_tables(lb))
     else:

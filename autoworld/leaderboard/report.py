@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoworld.errors import AutoworldError
 from autoworld.leaderboard.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_REPS,
@@ -120,6 +121,8 @@ class Leaderboard(BaseModel):
 
     model_config = _FROZEN
     metric: Metric = Field(description="Which normalized score is aggregated.")
+    steps: int | None = Field(None, description="Env-step budget of every run shown (runs "
+                              "at other budgets are left out); None when there are none.")
     reps: int = Field(description="Bootstrap replicates.")
     confidence: float = Field(description="Confidence level of the intervals.")
     seed: int = Field(description="Seed of the bootstrap generator.")
@@ -179,9 +182,14 @@ def build_leaderboard(
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int = 0,
     tags_of: TagsOf | None = None,
+    steps: int | None = None,
 ) -> Leaderboard:
-    """Aggregate finished ``runs`` (runs without a value for ``metric`` are left out)."""
+    """Aggregate finished ``runs`` (runs without a value for ``metric`` are left out) of one
+    env-step budget: ``steps``, or the only budget they hold. Runs at different budgets are
+    not seeds of one cell, so a store with several budgets needs ``steps`` named."""
     tags_of = tags_of or catalogue_tags
+    steps = select_budget(runs, steps)
+    runs = [r for r in runs if r.steps == steps]
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     initial: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     noted: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -243,10 +251,35 @@ def build_leaderboard(
     }
     notes = [Note(method=m, world=w, runs=n, note=text)
              for (m, w, text), n in sorted(noted.items())]
-    return Leaderboard(metric=metric, reps=reps, confidence=confidence, seed=seed,
+    return Leaderboard(metric=metric, steps=steps, reps=reps, confidence=confidence, seed=seed,
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
                        matrix=matrix, improvement=improvement, profiles=profiles, notes=notes,
                        upper_bound=_upper_bound(scores, initial, methods, metric, seed))
+
+
+class BudgetError(AutoworldError, ValueError):
+    """The runs asked for hold no budget, or several, and none was named."""
+
+
+def select_budget(runs: Sequence[RunRecord], steps: int | None) -> int | None:
+    """The env-step budget a leaderboard of ``runs`` shows: ``steps`` when given (it must be
+    one the finished runs hold), else the only budget of the finished runs (None: no finished
+    run at all). Several budgets and no ``steps`` raise ``BudgetError`` listing them."""
+    counts: dict[int, int] = defaultdict(int)
+    for r in runs:
+        if r.status == "finished":
+            counts[r.steps] += 1
+    held = ", ".join(f"{n:,} ({counts[n]} runs)" for n in sorted(counts))
+    if steps is not None:
+        if steps not in counts:
+            raise BudgetError(f"--steps {steps}: no finished run at that budget; the store "
+                              f"holds {held or 'no finished run'}")
+        return steps
+    if len(counts) > 1:
+        raise BudgetError(f"the store holds runs at {len(counts)} step budgets: {held}; runs "
+                          "at different budgets are not comparable seeds, so name one with "
+                          "--steps N")
+    return next(iter(counts), None)
 
 
 def _upper_bound(scores: dict[str, dict[str, list[float]]],
@@ -286,7 +319,8 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
     pct = f"{lb.confidence:.0%}"
     single = [s.method for s in lb.summary if s.runs == s.worlds]
     summary = TextTable(
-        title=f"Methods ({label}; IQM and mean with {pct} stratified-bootstrap CIs)",
+        title=f"Methods ({label}; IQM and mean with {pct} stratified-bootstrap CIs"
+              + (f"; {lb.steps:,} env steps per run)" if lb.steps else ")"),
         columns=["method", "worlds", "runs", "IQM", "IQM lo", "IQM hi", "mean", "mean lo",
                  "mean hi"],
         rows=[[s.method, str(s.worlds), str(s.runs), fmt(s.iqm.point), fmt(s.iqm.lo),

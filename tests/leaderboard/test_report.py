@@ -168,6 +168,18 @@ def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
     res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200", "--plot", str(plots)])
     assert res.exit_code == 0, res.output
     assert "IQM" in res.output and len(list(plots.glob("*.png"))) == 4
+    # a second budget in the same store: never pooled with the first, picked with --steps
+    more = cli.invoke(app, ["bench", "--methods", "alpha", "--worlds", "Empty-6x6", "--seeds",
+                            "1", "--steps", "60", "--db", str(db)])
+    assert more.exit_code == 0, more.output
+    res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200"])
+    assert res.exit_code != 0 and "2 step budgets" in res.output and "--steps N" in res.output
+    res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200", "--steps", "60",
+                           "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["steps"] == 60 and data["methods"] == ["alpha"]
+    assert data["worlds"] == ["Empty-6x6"] and data["summary"][0]["runs"] == 1
 
 
 def test_cli_errors_are_one_line(fake_learners, tmp_path: Path) -> None:
@@ -335,3 +347,26 @@ def test_the_gains_plot_is_written_when_runs_carry_initial_scores(tmp_path: Path
     names = {p.name for p in write_plots(build_leaderboard(
         make_runs(), reps=100, tags_of=TAGS.__getitem__), tmp_path / "b")}
     assert "gain_by_worlds.png" not in names
+
+
+def test_runs_at_different_budgets_are_never_pooled():
+    from autoworld.leaderboard.report import BudgetError
+
+    runs = []
+    for seed in range(2):
+        runs.append(RunRecord(method="ppo", world="Empty-6x6", seed=seed, steps=1_000,
+                              score_opt=0.1))
+        runs.append(RunRecord(method="ppo", world="Empty-6x6", seed=seed, steps=1_000_000,
+                              score_opt=0.9))
+    with pytest.raises(BudgetError, match=r"2 step budgets: 1,000 \(2 runs\), 1,000,000 "
+                                          r"\(2 runs\).*--steps N"):
+        build_leaderboard(runs, reps=100, tags_of=lambda w: {})
+    for steps, score in ((1_000, 0.1), (1_000_000, 0.9)):
+        lb = build_leaderboard(runs, reps=100, tags_of=lambda w: {}, steps=steps)
+        (s,) = lb.summary
+        assert lb.steps == steps and s.runs == 2 and s.iqm.point == pytest.approx(score)
+        assert f"{steps:,} env steps per run" in text_tables(lb)[0].title
+    with pytest.raises(BudgetError, match="--steps 5000: no finished run at that budget"):
+        build_leaderboard(runs, reps=100, tags_of=lambda w: {}, steps=5000)
+    # one budget needs no --steps
+    assert build_leaderboard(runs[:1], reps=100, tags_of=lambda w: {}).steps == 1_000
