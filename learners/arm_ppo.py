@@ -40,7 +40,12 @@ from pydantic import Field
 from torch import nn
 
 from autoworld.learners.methods import MethodError, MethodOptions, MethodResult
-from autoworld.learners.ppo import PPOHyperParams, clipped_ppo_loss, compute_gae
+from autoworld.learners.ppo import (
+    PPOHyperParams,
+    clipped_ppo_loss,
+    compute_gae,
+    minibatch_slices,
+)
 from autoworld.learners.xembodiment import flat_obs
 
 
@@ -226,15 +231,15 @@ class ArmPPO:
         # ---------------------------------------------------------- update
         pol.train()
         n_items = T * B
-        mb_size = max(1, n_items // c.num_minibatches)
+        slices = minibatch_slices(n_items, c.num_minibatches)
         f_obs, f_act = obs_buf.reshape(n_items, -1), actions.reshape(n_items, A)
         f_logp, f_adv = logprobs.reshape(-1), advantages.reshape(-1)
         f_ret, f_val = returns.reshape(-1), values.reshape(-1)
         clipfracs = []
         for _epoch in range(c.update_epochs):
             perm = torch.randperm(n_items, generator=self.gen, device=dev)
-            for start in range(0, n_items, mb_size):
-                idx = perm[start:start + mb_size]
+            for sl in slices:
+                idx = perm[sl]
                 mean, log_std, new_v = pol(f_obs[idx])
                 out = gaussian_ppo_loss(mean, log_std, f_act[idx], f_logp[idx], f_adv[idx],
                                         new_v, f_val[idx], f_ret[idx], c)

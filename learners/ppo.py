@@ -127,6 +127,17 @@ def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor
                             returns, config)
 
 
+def minibatch_slices(n_items: int, num_minibatches: int) -> list[slice]:
+    """``num_minibatches`` (at most ``n_items``) contiguous slices covering ``range(n_items)``,
+    their sizes differing by at most one (``torch.tensor_split``'s split). Stepping by
+    ``n_items // num_minibatches`` instead would add a minibatch of the remainder, a single
+    sample when ``n_items % num_minibatches == 1``."""
+    k = max(1, min(int(num_minibatches), int(n_items)))
+    q, r = divmod(int(n_items), k)
+    bounds = [i * q + min(i, r) for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def clipped_ppo_loss(new_logp: torch.Tensor, entropy: torch.Tensor, old_logp: torch.Tensor,
                      advantages: torch.Tensor, new_values: torch.Tensor,
                      old_values: torch.Tensor, returns: torch.Tensor,
@@ -138,7 +149,9 @@ def clipped_ppo_loss(new_logp: torch.Tensor, entropy: torch.Tensor, old_logp: to
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     if c.norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        centred = advantages - advantages.mean()
+        # one sample has no spread (its std is NaN, which would poison every weight)
+        advantages = centred / (advantages.std() + 1e-8) if advantages.numel() > 1 else centred
     pg_loss = torch.max(-advantages * ratio,
                         -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)).mean()
     if c.clip_vloss:
@@ -259,7 +272,7 @@ class PPO:
         recurrent = pol.gru is not None
         # recurrent policies re-run whole env sequences, so their minibatches split envs
         n_items = B if recurrent else T * B
-        mb_size = max(1, n_items // c.num_minibatches)
+        slices = minibatch_slices(n_items, c.num_minibatches)
         flat_obs = {k: v.reshape(T * B, *v.shape[2:]) for k, v in obs_buf.items()}
         stats: dict[str, float] = {}
         clipfracs = []
@@ -273,16 +286,15 @@ class PPO:
                 # tensor and epoch instead of one per minibatch)
                 ep_obs = {k: v[perm] for k, v in flat_obs.items()}
                 ep_data = [x.reshape(-1)[perm] for x in per_sample]
-            for start in range(0, n_items, mb_size):
+            for sl in slices:
                 if recurrent:
-                    idx = perm[start:start + mb_size]
+                    idx = perm[sl]
                     logits, new_v = pol.forward_sequence(
                         {k: v[:, idx] for k, v in obs_buf.items()}, rnn_start[idx],
                         resets[:, idx])
                     logits, new_v = logits.reshape(-1, logits.shape[-1]), new_v.reshape(-1)
                     mb = [x[:, idx].reshape(-1) for x in per_sample]
                 else:
-                    sl = slice(start, start + mb_size)
                     logits, new_v, _ = pol({k: v[sl] for k, v in ep_obs.items()})
                     mb = [x[sl] for x in ep_data]
                 mb_actions, mb_logp, mb_adv, mb_ret, mb_val = mb

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from autoworld import rng
-from autoworld.learners.ppo import PPOConfig, compute_gae
+from autoworld.learners.ppo import PPOConfig, compute_gae, minibatch_slices
 from autoworld.poet.policy import sample_actions
 from autoworld.poet.rollout import (
     EsJob,
@@ -101,13 +101,12 @@ def run_ppo_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: li
     gens = [torch.Generator().manual_seed(rng.derive_seed(j.seed, "minibatch") & 0x7FFFFFFF)
             for j in jobs]
     n_items = T * E
-    mb = max(1, n_items // cfg.num_minibatches)
     b1, b2, eps = 0.9, 0.999, 1e-5
     for _epoch in range(cfg.update_epochs):
         perms = torch.stack([torch.randperm(n_items, generator=g) for g in gens]
                             ).to(runner.device)  # (R, T*E)
-        for start in range(0, n_items, mb):
-            idx = perms[:, start:start + mb]  # (R, mb)
+        for sl in minibatch_slices(n_items, cfg.num_minibatches):
+            idx = perms[:, sl]  # (R, mb)
             p = theta.clone().requires_grad_(True)
             rows_idx = torch.arange(R, device=idx.device)[:, None]
             logits, new_v = pol.heads(pol.unpack(p), sym_r[rows_idx, idx])  # (R, mb, ...)
@@ -117,9 +116,10 @@ def run_ppo_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: li
             entropy = -(logp_all.exp() * logp_all).sum(-1).mean(1)  # (R,)
             ratio = (new_logp - old_logp.gather(1, idx)).exp()
             mb_adv = adv.gather(1, idx)
-            if cfg.norm_adv:
-                mb_adv = (mb_adv - mb_adv.mean(1, keepdim=True)) / (
-                    mb_adv.std(1, keepdim=True) + 1e-8)
+            if cfg.norm_adv:  # (one sample has no spread: centred only, as in clipped_ppo_loss)
+                centred = mb_adv - mb_adv.mean(1, keepdim=True)
+                mb_adv = (centred / (mb_adv.std(1, keepdim=True) + 1e-8)
+                          if mb_adv.shape[1] > 1 else centred)
             pg = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(
                 1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean(1)
             mb_ret, mb_val = ret.gather(1, idx), old_v.gather(1, idx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -149,3 +151,26 @@ def test_evaluation_on_a_larger_bank_scores_every_level_against_its_oracle() -> 
                                    for i in range(12)]
     assert all(r <= o + 1e-9 for r, o in zip(res.level_returns, res.optimal_returns,
                                              strict=True))
+
+
+def test_minibatches_split_evenly_and_never_leave_a_lone_sample() -> None:
+    from autoworld.learners.ppo import minibatch_slices
+
+    for n, k in ((128, 4), (97, 4), (97, 1), (5, 4), (3, 8), (1, 4)):
+        sizes = [s.stop - s.start for s in minibatch_slices(n, k)]
+        assert sum(sizes) == n and len(sizes) == min(n, k), (n, k, sizes)
+        assert max(sizes) - min(sizes) <= 1
+    assert [(s.start, s.stop) for s in minibatch_slices(97, 4)] == [(0, 25), (25, 49), (49, 73),
+                                                                  (73, 97)]
+
+
+@pytest.mark.parametrize("num_steps, num_minibatches", [(97, 4), (3, 8)])
+def test_odd_batch_sizes_keep_the_weights_finite(num_steps: int, num_minibatches: int) -> None:
+    # 97 samples in minibatches of 24 used to leave a last minibatch of one sample, whose
+    # advantage std is NaN: every weight became NaN, silently
+    cfg = PPOConfig(num_envs=1, num_steps=num_steps, num_minibatches=num_minibatches,
+                    pg_needs_reward=False, policy=PolicyConfig(trunk="mlp"))
+    learner = PPO(load_world("Empty-6x6"), cfg, total_steps=num_steps, seed=0)
+    stats = learner.iterate()
+    assert all(torch.isfinite(p).all() for p in learner.policy.parameters())
+    assert math.isfinite(stats["policy_loss"])
