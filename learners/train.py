@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,8 +71,11 @@ class TrainResult(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="Method-specific facts.")
 
 
-def _metrics_writer(run_dir: Path | None):
-    """A (write, close) pair appending JSON lines (and TensorBoard scalars when available)."""
+def _metrics_writer(run_dir: Path | None, resumed_at: int | None = None):
+    """A (write, close) pair appending JSON lines (and TensorBoard scalars when available).
+    ``resumed_at``: the step of the checkpoint a resumed run continues from; TensorBoard then
+    hides the killed run's events after it (``purge_step``), as ``_truncate_metrics`` drops its
+    lines."""
     if run_dir is None:
         return (lambda rec: None), (lambda: None)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,8 @@ def _metrics_writer(run_dir: Path | None):
     try:
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(run_dir / "tb"))
+        tb = SummaryWriter(str(run_dir / "tb"),
+                           purge_step=None if resumed_at is None else resumed_at + 1)
     except ImportError:
         log.info("tensorboard is not installed; writing metrics.jsonl only")
 
@@ -174,10 +179,16 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
                              "(e.g. --num-envs); resume with the same ones")
         learner.load_state_dict(state["learner"])
         _truncate_metrics(out / "metrics.jsonl", learner.global_step)
-    elif out is not None and not resume and (out / "metrics.jsonl").is_file():
-        (out / "metrics.jsonl").unlink()  # a fresh run in an old directory starts clean
+        resumed_at: int | None = learner.global_step
+    else:
+        resumed_at = None
+        if out is not None:
+            # a run that starts from step 0 (fresh, or resumed before its first checkpoint)
+            # starts clean: no old metrics lines or TensorBoard events to append to
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(out / "tb", ignore_errors=True)
 
-    write, close = _metrics_writer(out)
+    write, close = _metrics_writer(out, resumed_at)
 
     def emit(rec: dict[str, Any]) -> None:
         write(rec)

@@ -54,6 +54,31 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path) -> None:
     assert resumed.evaluation == full.evaluation
 
 
+def _tensorboard_steps(run_dir, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def test_resume_leaves_no_killed_tail_in_metrics_or_tensorboard(tmp_path) -> None:
+    full = tmp_path / "full"
+    train(WORLD, run_dir=full, checkpoint_every=1, **KW)
+    for kill_at, every in ((2, 10), (3, 1)):  # before the first checkpoint, and after one
+        run = tmp_path / f"kill{kill_at}"
+
+        def kill(rec: dict, at: int = kill_at) -> None:
+            if rec["kind"] == "train" and rec["iteration"] == at:
+                raise Killed
+
+        with pytest.raises(Killed):
+            train(WORLD, run_dir=run, checkpoint_every=every, callback=kill, **KW)
+        train(WORLD, run_dir=run, resume=True, checkpoint_every=every, **KW)
+        assert _records(run / "metrics.jsonl") == _records(full / "metrics.jsonl"), kill_at
+        assert _tensorboard_steps(run, "train/entropy") == [128, 256, 384, 512]
+
+
 def test_resume_continues_to_a_larger_budget(tmp_path) -> None:
     first = train(WORLD, run_dir=tmp_path, **{**KW, "steps": 256})
     assert first.steps == 256
