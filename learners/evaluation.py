@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.learners.policies import ActorCritic, sample_actions
 
-_oracle_cache: dict[tuple[str, str, int], tuple[list[float], list[float]]] = {}
+_oracle_cache: dict[tuple[str, str, int], tuple[list[float], list[float], list[bool]]] = {}
 
 
 class EvalResult(BaseModel):
@@ -47,6 +47,19 @@ def oracle_values(spec, split: str, levels: int | None = None
     """Per-level (optimal, random) returns of ``spec``'s ``split`` bank (``levels`` levels, the
     split's default size when None): stored values when the bank carries them, else solved (and
     cached per world content hash)."""
+    opt, rnd, _ = _oracle_entry(spec, split, levels)
+    return opt, rnd
+
+
+def oracle_exact(spec, split: str, levels: int | None = None) -> list[bool]:
+    """Per level of the same bank: whether its optimal return is exact (False: the oracle's
+    state space was over its cap and the value is a certified upper bound, so R / R_opt there
+    is conservative)."""
+    return _oracle_entry(spec, split, levels)[2]
+
+
+def _oracle_entry(spec, split: str, levels: int | None
+                  ) -> tuple[list[float], list[float], list[bool]]:
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.oracle import solve
     from autoworld.envs.grid.scores import random_return
@@ -56,12 +69,15 @@ def oracle_values(spec, split: str, levels: int | None = None
     if key in _oracle_cache:
         return _oracle_cache[key]
     opt = b.info.get("optimal_return")
+    exact = b.info.get("optimal_exact")
     rnd = b.info.get("random_return")
-    if opt is None:
-        opt = [solve(spec, b.level(i), plan=False).optimal_return for i in range(len(b))]
+    if opt is None or exact is None:
+        solved = [solve(spec, b.level(i), plan=False) for i in range(len(b))]
+        opt = [r.optimal_return for r in solved] if opt is None else opt
+        exact = [r.exact for r in solved]
     if rnd is None:
         rnd = [random_return(spec, b.level(i)) for i in range(len(b))]
-    out = ([float(x) for x in opt], [float(x) for x in rnd])
+    out = ([float(x) for x in opt], [float(x) for x in rnd], [bool(x) for x in exact])
     _oracle_cache[key] = out
     return out
 

@@ -49,7 +49,9 @@ class CellOutcome(BaseModel):
     )
     raw_return: float | None = Field(None, description="Mean raw episode return.")
     success: float | None = Field(None, description="Fraction of successful episodes.")
-    bound_flag: bool = Field(False, description="R_opt is an upper bound rather than exact.")
+    bound_flag: bool = Field(False, description="R_opt is not an exact optimum: a certified "
+                             "upper bound on some validation level of a grid world (R / R_opt "
+                             "is then conservative), or an arm world's scripted-expert return.")
     note: str = Field("", description="What a reader of the score should know (stored).")
     initial_score: float | None = Field(None, description="R / R_opt of the untrained policy.")
 
@@ -483,7 +485,7 @@ def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None
                      if v is not None}
         result = get_method(cell.method).run(world, steps=cell.steps, seed=cell.seed,
                                              device=device, run_dir=run_dir, **overrides)
-        return outcome_from_result(result)
+        return _with_bound_flag(outcome_from_result(result), cell.world)
     envs = budget_num_envs(cell.steps, num_envs)
     kwargs: dict[str, Any] = {"method": cell.method, "steps": cell.steps, "seed": cell.seed,
                               "device": device, "num_envs": envs, "run_dir": run_dir}
@@ -492,7 +494,23 @@ def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None
         from autoworld.learners.methods import MethodOptions, _ppo_config
 
         kwargs["config"] = _ppo_config(envs, MethodOptions(), cell.steps)
-    return outcome_from_result(train(world, **kwargs))
+    return _with_bound_flag(outcome_from_result(train(world, **kwargs)), cell.world)
+
+
+@functools.lru_cache(maxsize=256)
+def r_opt_inexact(name: str) -> bool:
+    """Whether the R_opt that normalizes ``name``'s scores is not an exact optimum: an arm
+    world (its reference is a scripted expert's return), or a grid world with a validation
+    level whose oracle gave a certified upper bound."""
+    if world_family(name) == "arm":
+        return True
+    from autoworld.learners.evaluation import oracle_exact
+
+    return not all(oracle_exact(_load_world(name), "validation"))
+
+
+def _with_bound_flag(outcome: CellOutcome, world: str) -> CellOutcome:
+    return outcome.model_copy(update={"bound_flag": outcome.bound_flag or r_opt_inexact(world)})
 
 
 def make_train_runner(device: str = "cpu", num_envs: int | None = None,

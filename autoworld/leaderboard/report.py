@@ -133,6 +133,9 @@ class Leaderboard(BaseModel):
     matrix: list[Cell] = Field(description="World x method mean scores.")
     improvement: list[Improvement] = Field(description="P(X > Y) for every ordered pair.")
     profiles: dict[str, Profile] = Field(description="Performance profile per method.")
+    inexact_worlds: list[str] = Field(default_factory=list, description="Worlds whose runs "
+                                      "are normalized by an R_opt that is not exact (the "
+                                      "runs' bound_flag); marked with a dagger in the tables.")
     notes: list[Note] = Field(default_factory=list, description="Notes the runs carry, per "
                               "method and world (what a reader of their scores should know).")
     upper_bound: UpperBound | None = Field(None, description="Best fixed method against the "
@@ -193,10 +196,13 @@ def build_leaderboard(
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     initial: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     noted: dict[tuple[str, str, str], int] = defaultdict(int)
+    inexact: set[str] = set()
     for run in runs:
         value = getattr(run, metric)
         if run.status == "finished" and value is not None and np.isfinite(value):
             scores[run.method][run.world].append(float(value))
+            if run.bound_flag:
+                inexact.add(run.world)
             initial[run.method][run.world].append(run.initial_score)
             if run.note:
                 noted[(run.method, run.world, run.note)] += 1
@@ -253,7 +259,8 @@ def build_leaderboard(
              for (m, w, text), n in sorted(noted.items())]
     return Leaderboard(metric=metric, steps=steps, reps=reps, confidence=confidence, seed=seed,
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
-                       matrix=matrix, improvement=improvement, profiles=profiles, notes=notes,
+                       matrix=matrix, improvement=improvement, profiles=profiles,
+                       inexact_worlds=sorted(inexact), notes=notes,
                        upper_bound=_upper_bound(scores, initial, methods, metric, seed))
 
 
@@ -313,6 +320,9 @@ def fmt(x: float) -> str:
     return f"{x:.{DIGITS}f}"
 
 
+INEXACT_MARK = "\u2020"  # dagger: the world's R_opt is not exact
+
+
 def text_tables(lb: Leaderboard) -> list[TextTable]:
     """The report as formatted tables; table, md and csv all render exactly these cells."""
     label = METRIC_LABELS[lb.metric]
@@ -339,11 +349,17 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         keys=3,
     )
     cells = {(c.world, c.method): c for c in lb.matrix}
+    inexact = set(lb.inexact_worlds)
     matrix = TextTable(
         title="World x method (mean over seeds)",
         columns=["world", *lb.methods],
-        rows=[[w, *(fmt(cells[(w, m)].mean) if (w, m) in cells else "-" for m in lb.methods)]
+        rows=[[w + (f" {INEXACT_MARK}" if w in inexact else ""),
+               *(fmt(cells[(w, m)].mean) if (w, m) in cells else "-" for m in lb.methods)]
               for w in lb.worlds],
+        caption=None if not inexact else (
+            f"{INEXACT_MARK} R_opt is not exact there: a certified upper bound on a grid world "
+            "(the oracle's state space was over its cap; R / R_opt is then conservative), the "
+            "scripted expert's return on an arm world"),
     )
     improvement = TextTable(
         title=f"Probability of improvement P(X > Y) ({pct} CI)",
@@ -613,8 +629,11 @@ def plot_matrix(lb: Leaderboard, path: Path) -> Path:
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if abs(grid[i, j]) > 0.6 * bound else "black")
     ax.set_xticks(range(cols), lb.methods, rotation=45, ha="right")
-    ax.set_yticks(range(rows), lb.worlds, fontsize=8)
-    ax.set_title(f"{METRIC_LABELS[lb.metric]}, mean over seeds")
+    inexact = set(lb.inexact_worlds)
+    ax.set_yticks(range(rows), [w + (f" {INEXACT_MARK}" if w in inexact else "")
+                                for w in lb.worlds], fontsize=8)
+    ax.set_title(f"{METRIC_LABELS[lb.metric]}, mean over seeds"
+                 + (f"\n({INEXACT_MARK}: R_opt not exact)" if inexact else ""))
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
     return _save(fig, path)

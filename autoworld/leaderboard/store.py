@@ -105,7 +105,8 @@ class RunRecord(CellKey):
     raw_return: float | None = Field(None, description="Mean raw episode return R.")
     success: float | None = Field(None, description="Fraction of episodes that succeeded.")
     bound_flag: bool = Field(
-        False, description="True when R_opt is a certified upper bound rather than exact."
+        False, description="True when R_opt is not an exact optimum (a certified upper bound "
+        "on a grid world, the scripted expert's return on an arm world)."
     )
     wall_time_s: float = Field(0.0, description="Wall-clock seconds the run took.", ge=0)
     autoworld_version: str = Field("", description="autoworld version that produced the run.")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from autoworld.envs.catalogue import load_world
 from autoworld.leaderboard.bench import (
     BenchError,
     CellOutcome,
@@ -327,6 +328,26 @@ def test_tiny_ppo_cell_trains_within_its_budget(tmp_path: Path, monkeypatch) -> 
     run_bench(plan(["es"], ["Empty-6x6"], 1, 100_000), store, make_train_runner())
     assert seen["method"] == "es" and seen["num_envs"] == 256  # large budgets: the default
     assert "config" not in seen  # only the ppo driver gets a sized rollout config
+
+
+def test_cells_of_worlds_with_an_inexact_r_opt_are_flagged(tmp_path: Path, monkeypatch) -> None:
+    import autoworld.learners.train as train_mod
+    from autoworld.leaderboard.bench import make_train_runner, r_opt_inexact
+    from autoworld.learners.evaluation import oracle_exact
+
+    # TorusCoverage-7x7's validation levels are over the oracle's state cap: upper bounds
+    assert oracle_exact(load_world("TorusCoverage-7x7"), "validation") == [False] * 5
+    assert all(oracle_exact(load_world("Empty-6x6"), "validation"))
+    assert r_opt_inexact("TorusCoverage-7x7") and not r_opt_inexact("Empty-6x6")
+    assert r_opt_inexact("ArmReach-arm3")  # a scripted expert's return, not an optimum
+    monkeypatch.setattr(train_mod, "train", lambda world, **kw: {"score": 0.5})
+    store = RunStore(tmp_path / "b.db")
+    recs = run_bench(plan(["ppo"], ["Empty-6x6", "TorusCoverage-7x7"], 1, 600), store,
+                     make_train_runner())
+    assert {r.world: r.bound_flag for r in recs} == {"Empty-6x6": False,
+                                                     "TorusCoverage-7x7": True}
+    assert {r.world: r.bound_flag for r in store.runs()} == {"Empty-6x6": False,
+                                                             "TorusCoverage-7x7": True}
 
 
 def test_llm_method_cells_rank_a_scripted_endpoint(tmp_path: Path) -> None:

@@ -370,3 +370,15 @@ def test_runs_at_different_budgets_are_never_pooled():
         build_leaderboard(runs, reps=100, tags_of=lambda w: {}, steps=5000)
     # one budget needs no --steps
     assert build_leaderboard(runs[:1], reps=100, tags_of=lambda w: {}).steps == 1_000
+
+
+def test_worlds_with_an_inexact_r_opt_are_marked() -> None:
+    runs = [r.model_copy(update={"bound_flag": r.world == "IceRink-9x9"}) for r in make_runs()]
+    lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)
+    assert lb.inexact_worlds == ["IceRink-9x9"]
+    matrix = next(t for t in text_tables(lb) if t.title.startswith("World x method"))
+    assert [row[0] for row in matrix.rows] == ["DoorKey-8x8", "Empty-6x6", "IceRink-9x9 \u2020"]
+    assert "R_opt is not exact there" in matrix.caption
+    assert "R_opt is not exact there" in render(lb, "md")
+    plain = build_leaderboard(make_runs(), reps=100, tags_of=TAGS.__getitem__)
+    assert plain.inexact_worlds == [] and "\u2020" not in render(plain, "md")
