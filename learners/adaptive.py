@@ -2,8 +2,10 @@
 
 ``successive_halving`` runs every candidate method on a world with a small share of the budget,
 keeps the best ``1/eta`` by validation score, and re-runs the survivors with a larger share, until
-one is left; the rounds together spend at most the world's budget (the same budget a fixed method
-gets). ``compare`` reports the adaptive selector beside
+one is left; the rounds together aim at the world's budget (the same budget a fixed method gets):
+methods round a share up to whole rollouts or generations, and a round's overshoot (or the share
+of a method that could not run) is taken from (or given to) the rounds after it, so only the
+last round's rounding is over the budget. ``compare`` reports the adaptive selector beside
 
 - the best single fixed method (the one with the highest mean score over all worlds),
 - the hindsight upper bound (the best method of each world, chosen after the fact),
@@ -35,6 +37,7 @@ class HalvingRound(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     steps: int = Field(..., ge=0, description="Env-step budget of each surviving method.")
+    env_steps: int = Field(0, ge=0, description="Env-steps the round's runs spent.")
     scores: dict[str, float] = Field(..., description="Validation score per method (-inf: the "
                                      "method could not run on this world).")
     survivors: list[str] = Field(..., description="Methods kept for the next round.")
@@ -75,9 +78,10 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
                        options: MethodOptions | None = None) -> AdaptiveResult:
     """Pick one of ``methods`` for ``world`` within ``budget`` env-steps (see module docstring).
 
-    Round r gives each of its n_r survivors ``budget / (R * n_r)`` steps (R rounds), so every
-    round costs the same and the total stays within the budget; the chosen method's result is
-    its run of the last round (the largest share).
+    Round r gives each of its n_r survivors ``left / ((R - r) * n_r)`` steps (R rounds,
+    ``left`` the budget not yet spent), so the rounds cost about the same and the total is the
+    budget up to the last round's rounding to whole rollouts or generations; the chosen
+    method's result is its run of the last round (the largest share).
     """
     from autoworld.learners.methods import _world
 
@@ -88,14 +92,16 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
     rounds: list[HalvingRound] = []
     spent = 0
     results: dict[str, MethodResult | None] = {}
-    for _ in range(n_rounds):
-        steps = budget // (n_rounds * len(alive))
+    for r_index in range(n_rounds):
+        steps = max(1, (budget - spent) // ((n_rounds - r_index) * len(alive)))
         results = {m: _try_run(m, spec, steps, num_envs, seed, device, options) for m in alive}
-        spent += sum(r.env_steps for r in results.values() if r is not None)
+        round_spent = sum(r.env_steps for r in results.values() if r is not None)
+        spent += round_spent
         scores = {m: (r.score if r is not None else float("-inf")) for m, r in results.items()}
         keep = max(1, math.ceil(len(alive) / eta))
         alive = sorted(alive, key=lambda m: -scores[m])[:keep]  # stable: ties keep input order
-        rounds.append(HalvingRound(steps=steps, scores=scores, survivors=alive))
+        rounds.append(HalvingRound(steps=steps, env_steps=round_spent, scores=scores,
+                                   survivors=alive))
         if len(alive) == 1:
             break
     chosen = alive[0]
@@ -127,6 +133,12 @@ class AdaptiveReport(BaseModel):
                                          "selector's picks.")
     adaptive_choices: dict[str, str] = Field(default_factory=dict, description="world -> "
                                              "method the selector picked.")
+    fixed_env_steps: float | None = Field(None, description="Env-steps a fixed method's run "
+                                          "spent on a world, on average (runs round the budget "
+                                          "up to whole rollouts or generations).")
+    adaptive_env_steps: float | None = Field(None, description="Env-steps the adaptive "
+                                             "selector spent on a world (all its rounds), on "
+                                             "average.")
     gains: list[GainByWorlds] = Field(..., description="Gain vs number of worlds.")
 
     def to_markdown(self) -> str:
@@ -138,7 +150,13 @@ class AdaptiveReport(BaseModel):
                  f"{self.best_fixed_score:.3f} |"]
         if self.adaptive_score is not None:
             lines.append(f"| adaptive (successive halving) | {self.adaptive_score:.3f} |")
-        lines += [f"| hindsight upper bound | {self.upper_bound_score:.3f} |", "",
+        lines += [f"| hindsight upper bound | {self.upper_bound_score:.3f} |"]
+        spent = [f"{who} {x:,.0f}" for who, x in (("a fixed method", self.fixed_env_steps),
+                                                    ("the adaptive selector",
+                                                     self.adaptive_env_steps)) if x is not None]
+        if spent:
+            lines += ["", f"Env-steps spent per world, on average: {', '.join(spent)}."]
+        lines += ["",
                   "| worlds | best fixed gain | upper-bound gain |", "|---|---|---|"]
         lines += [f"| {g.worlds} | {g.best_fixed_gain:+.3f} | {g.upper_bound_gain:+.3f} |"
                   for g in self.gains]
@@ -147,8 +165,8 @@ class AdaptiveReport(BaseModel):
 
 def summarize(scores: dict[str, dict[str, float]], initial: dict[str, dict[str, float]],
               budget: int = 0, adaptive: dict[str, AdaptiveResult] | None = None,
-              sizes: Sequence[int] = (1, 6), max_subsets: int = 64, seed: int = 0
-              ) -> AdaptiveReport:
+              sizes: Sequence[int] = (1, 6), max_subsets: int = 64, seed: int = 0,
+              fixed_env_steps: float | None = None) -> AdaptiveReport:
     """Build the report from per-(world, method) scores (nan where a method cannot run; such a
     cell scores its initial score where known, else 0, and gains nothing)."""
     worlds = sorted(scores)
@@ -170,7 +188,10 @@ def summarize(scores: dict[str, dict[str, float]], initial: dict[str, dict[str, 
                 for i, w in enumerate(worlds)},
         initial=initial, best_fixed_method=methods[best],
         best_fixed_score=float(S.mean(0)[best]), upper_bound_score=float(S.max(1).mean()),
-        adaptive_score=adaptive_score, adaptive_choices=choices, gains=gains)
+        adaptive_score=adaptive_score, adaptive_choices=choices, gains=gains,
+        fixed_env_steps=fixed_env_steps,
+        adaptive_env_steps=(float(np.mean([adaptive[w].env_steps for w in worlds]))
+                            if adaptive else None))
 
 
 def compare(worlds: Sequence[str], methods: Sequence[str] | None = None, *, budget: int,
@@ -182,10 +203,13 @@ def compare(worlds: Sequence[str], methods: Sequence[str] | None = None, *, budg
     options = (options or MethodOptions()).model_copy(update={"test_eval": True})
     scores: dict[str, dict[str, float]] = {}
     initial: dict[str, dict[str, float]] = {}
+    spent: list[int] = []
     for w in worlds:
         scores[w], initial[w] = {}, {}
         for m in methods:
             r = _try_run(m, w, budget, num_envs, seed, device, options)
+            if r is not None:
+                spent.append(r.env_steps)
             scores[w][m] = float("nan") if r is None or r.test_score is None else r.test_score
             initial[w][m] = (float("nan") if r is None or r.initial_test_score is None
                              else r.initial_test_score)
@@ -193,4 +217,5 @@ def compare(worlds: Sequence[str], methods: Sequence[str] | None = None, *, budg
     if adaptive:
         picks = {w: successive_halving(w, methods, budget, num_envs=num_envs, seed=seed,
                                        device=device, options=options) for w in worlds}
-    return summarize(scores, initial, budget, picks)
+    return summarize(scores, initial, budget, picks,
+                     fixed_env_steps=float(np.mean(spent)) if spent else None)
