@@ -68,14 +68,40 @@ class PoetPolicy:
         a, b = self.offsets[name]
         return params[:, a:b].reshape(params.shape[0], *self.shapes[name])
 
-    def fit_view(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, r, c) uint8 symbols padded with PAD / cropped to (B, S, S)."""
+    def fit_view(self, image: torch.Tensor, layout: ViewLayout | None = None) -> torch.Tensor:
+        """(B, r, c) uint8 symbols padded with PAD / cropped to (B, S, S).
+
+        Without ``layout`` the image is anchored at its top-left. With it (see ``ViewLayout``)
+        the input of an env depends on its world and state alone, not on the batch it is
+        stepped in: full-grid views stay anchored at the top-left, and an egocentric view (the
+        top-left K x K block of the image, the agent at its bottom centre) is anchored at the
+        bottom centre of the S x S input, cropped around the agent when K > S."""
+        if layout is None or layout.ego is None:
+            return self._top_left(image)
+        ego = self._bottom_centre(image, layout.K)
+        if layout.all_ego:
+            return ego
+        return torch.where(layout.ego[:, None, None], ego, self._top_left(image))
+
+    def _top_left(self, image: torch.Tensor) -> torch.Tensor:
         B, r, c = image.shape
         if r >= self.S and c >= self.S:
             return image[:, : self.S, : self.S]
         out = torch.full((B, self.S, self.S), int(CELL.PAD), dtype=image.dtype,
                          device=image.device)
         out[:, : min(r, self.S), : min(c, self.S)] = image[:, : self.S, : self.S]
+        return out
+
+    def _bottom_centre(self, image: torch.Tensor, K: int) -> torch.Tensor:
+        S = self.S
+        dr, dc = S - K, S // 2 - K // 2  # image (i, j) -> input (i + dr, j + dc)
+        r0, r1 = max(0, -dr), min(K, S - dr)
+        c0, c1 = max(0, -dc), min(K, S - dc)
+        if (dr, dc) == (0, 0) and image.shape[1:] == (S, S):
+            return image
+        out = torch.full((image.shape[0], S, S), int(CELL.PAD), dtype=image.dtype,
+                         device=image.device)
+        out[:, r0 + dr:r1 + dr, c0 + dc:c1 + dc] = image[:, r0:r1, c0:c1]
         return out
 
     def unpack(self, params: torch.Tensor | Antithetic) -> dict[str, Any]:
@@ -124,6 +150,31 @@ class PoetPolicy:
         logits = torch.baddbmm(params["b2"][:, None], h, params["w2"])
         value = torch.baddbmm(params["bv"][:, None], h, params["wv"])[..., 0]
         return logits, value
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """Where the envs of one engine have their symbol view in its ``image``: a batch of worlds
+    pads every view to one shape, and an egocentric view of side k sits at the bottom centre of
+    the batch's K x K window (K the largest side among its worlds), which is the whole image
+    when the world is stepped alone. ``PoetPolicy.fit_view`` uses it so that an agent sees the
+    same input in a world whatever worlds share its batch (one call, or one per world as the
+    Ray and serial backends run them)."""
+
+    ego: torch.Tensor | None  # (N,) bool: the env's world has an egocentric view; None: none has
+    all_ego: bool
+    K: int  # the batch's egocentric window side
+
+    @classmethod
+    def of(cls, specs, env_world, device: str | torch.device = "cpu") -> ViewLayout:
+        """The layout of an engine of ``specs`` whose env b steps ``specs[env_world[b]]``."""
+        sizes = [getattr(sp.component("egocentric"), "size", 0) for sp in specs]
+        used = sorted(set(env_world))
+        K = max((sizes[w] for w in used), default=0)
+        if K == 0:
+            return cls(None, False, 0)
+        ego = torch.tensor([sizes[w] > 0 for w in env_world], device=device)
+        return cls(ego, bool(ego.all()), K)
 
 
 @dataclass

@@ -65,7 +65,7 @@ def run_ppo_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: li
     with torch.no_grad():
         params = pol.unpack(theta)
         for t in range(T):
-            sym = pol.fit_view(obs["image"]).reshape(R, E, S, S)
+            sym = runner.view(eng, obs["image"]).reshape(R, E, S, S)
             sym_buf[t] = sym
             logits, value = pol.heads(params, sym)
             logits, value = logits.reshape(N, -1), value.reshape(N)
@@ -79,7 +79,7 @@ def run_ppo_steps(runner: RolloutEngine, worlds: dict[str, WorldEntry], jobs: li
             ep_return += reward
             finished.append(torch.where(done, ep_return, torch.nan))
             ep_return = torch.where(done, 0.0, ep_return)
-        sym = pol.fit_view(obs["image"]).reshape(R, E, S, S)
+        sym = runner.view(eng, obs["image"]).reshape(R, E, S, S)
         next_value = pol.heads(params, sym)[1].reshape(N)
     adv, ret = compute_gae(rewards, values, dones, next_value, cfg.gamma, cfg.gae_lambda)
 

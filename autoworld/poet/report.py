@@ -150,18 +150,19 @@ def agent_gif(spec, theta: torch.Tensor, policy, path: Path, seed: int = 0, tile
     from autoworld.envs.grid.engine import GridEngine
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.render import render_rgb
-    from autoworld.poet.policy import sample_actions
+    from autoworld.poet.policy import ViewLayout, sample_actions
     from autoworld.poet.rollout import _job_keys, _pin_env_keys, policy_view
 
     eng = GridEngine(policy_view(spec), num_envs=1, seed=0, banks=[bank(spec, "validation")],
                      final_obs=False)
     obs = eng.reset(level_ids=torch.zeros(1, dtype=torch.long))
+    layout = ViewLayout.of([spec], [0])
     keys = _job_keys(seed, 1)
     _pin_env_keys(eng, keys)
     params = policy.unpack(theta[None])
     frames = [render_rgb(eng, 0, tile)]
     for t in range(min(spec.max_steps, max_frames)):
-        sym = policy.fit_view(obs["image"]).reshape(1, 1, policy.S, policy.S)
+        sym = policy.fit_view(obs["image"], layout).reshape(1, 1, policy.S, policy.S)
         act = sample_actions(policy.logits(params, sym).reshape(1, -1), keys, t)
         before = eng.state.clone()
         obs, _, term, trunc, _ = eng.step(act)

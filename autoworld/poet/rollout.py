@@ -22,7 +22,13 @@ from autoworld import rng
 from autoworld.learners.es import Adam
 from autoworld.learners.soe import centred_ranks
 from autoworld.poet.config import PoetError
-from autoworld.poet.policy import Antithetic, PoetPolicy, sample_actions, take_units
+from autoworld.poet.policy import (
+    Antithetic,
+    PoetPolicy,
+    ViewLayout,
+    sample_actions,
+    take_units,
+)
 
 try:  # the bucketed builder groups worlds by component set; GridEngine is the fallback
     from autoworld.envs.grid.bucketed import make_engine
@@ -104,6 +110,7 @@ class RolloutEngine:
         # recorded CUDA graphs of the engine steps: CUDA only (a no-op request on CPU)
         self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._engines: OrderedDict[tuple, object] = OrderedDict()
+        self._layouts: dict[int, ViewLayout] = {}  # id of a cached engine -> its view layout
         self.cache_size = cache_size
         self.env_steps = 0
 
@@ -124,11 +131,18 @@ class RolloutEngine:
                               world_ids=env_world, banks=banks, split=split, final_obs=False,
                               **kw)
             self._engines[sig] = eng
+            self._layouts[id(eng)] = ViewLayout.of(specs, env_world, self.device)
             while len(self._engines) > self.cache_size:
-                self._engines.popitem(last=False)
+                _, old = self._engines.popitem(last=False)
+                del self._layouts[id(old)]
         else:
             self._engines.move_to_end(sig)
         return eng
+
+    def view(self, eng, image: torch.Tensor) -> torch.Tensor:
+        """The policy's (N, S, S) input from a cached engine's ``image``: the same for an env
+        whatever worlds share its engine (``ViewLayout``)."""
+        return self.policy.fit_view(image, self._layouts[id(eng)])
 
     @torch.no_grad()
     def returns(self, worlds: dict[str, WorldEntry], row_world: list[str],
@@ -167,7 +181,7 @@ class RolloutEngine:
             argmax_rows = greedy.to(self.device).repeat_interleave(E)  # (N,)
         S = self.policy.S
         for t in range(max_steps):
-            sym = self.policy.fit_view(obs["image"])  # (N, S, S)
+            sym = self.view(eng, obs["image"])  # (N, S, S)
             if keep is None:
                 logits = self.policy.logits(p, sym.reshape(R, E, S, S)).reshape(N, -1)
             else:

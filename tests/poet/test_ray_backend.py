@@ -15,9 +15,9 @@ from autoworld.poet.policy import PoetPolicy
 from autoworld.poet.rollout import EsJob, EvalJob, WorldEntry
 
 
-def _worlds() -> dict[str, WorldEntry]:
+def _worlds(names=("Empty-6x6", "SlipperyDeceptive-7x7")) -> dict[str, WorldEntry]:
     out = {}
-    for key, name in (("w0", "Empty-6x6"), ("w1", "SlipperyDeceptive-7x7")):  # w1: stochastic
+    for key, name in zip(("w0", "w1"), names, strict=True):  # SlipperyDeceptive: stochastic
         spec = load_world(name)
         out[key] = WorldEntry(spec, *oracle_values(spec, "validation"))
     return out
@@ -51,9 +51,15 @@ def _same(a, b) -> None:
                 assert u == v
 
 
-def test_results_do_not_depend_on_how_jobs_are_batched():
+@pytest.mark.parametrize("names", [
+    ("Empty-6x6", "SlipperyDeceptive-7x7"),  # a full grid and a 5 x 5 egocentric view
+    # two egocentric sides: in one engine the 5 x 5 view sits inside the batch's 7 x 7 window,
+    # alone it is the whole image; the agent's input must be the same either way
+    ("DoorKey-8x8", "SlipperyDeceptive-7x7"),
+])
+def test_results_do_not_depend_on_how_jobs_are_batched(names):
     policy = PoetPolicy(11, 2, 8)
-    worlds = _worlds()
+    worlds = _worlds(names)
     _same(_run(LocalExecutor(policy), worlds, policy), _run(SerialExecutor(policy), worlds,
                                                             policy))
 

@@ -175,3 +175,22 @@ def test_es_noise_is_drawn_on_the_rollout_device():
     assert a.device.type == "cuda"
     assert torch.equal(a, rollout.es_noise(_noise_job(7), 4, device="cuda"))
     assert a.std().item() == pytest.approx(1.0, abs=0.2)
+
+
+def test_egocentric_views_are_anchored_at_the_agent_whatever_the_batch():
+    from autoworld.envs.grid.symbols import CELL
+    from autoworld.poet.policy import PoetPolicy, ViewLayout
+
+    pad = int(CELL.PAD)
+    img = (torch.arange(49) + pad + 1).to(torch.uint8).reshape(1, 7, 7)  # agent at (6, 3)
+    # a smaller input keeps the cells around the agent (the bottom rows, centred columns)
+    small = PoetPolicy(5, 2, 4).fit_view(img, ViewLayout(torch.tensor([True]), True, 7))
+    assert torch.equal(small[0], img[0, 2:7, 1:6])
+    # a larger one puts the view at its bottom centre, PAD around it
+    big = PoetPolicy(11, 2, 4).fit_view(img, ViewLayout(torch.tensor([True]), True, 7))
+    assert torch.equal(big[0, 4:11, 2:9], img[0]) and int((big == pad).sum()) == 121 - 49
+    # full-grid envs of the same batch stay anchored at the top-left
+    two = torch.cat([img, img])
+    mixed = PoetPolicy(11, 2, 4).fit_view(two, ViewLayout(torch.tensor([True, False]), False, 7))
+    assert torch.equal(mixed[0], big[0]) and torch.equal(mixed[1, :7, :7], img[0])
+    assert torch.equal(PoetPolicy(11, 2, 4).fit_view(two)[1], mixed[1])  # no layout: top-left
