@@ -432,12 +432,18 @@ def spec_distance(a, b) -> float:
     return round(0.8 * jaccard + 0.2 * min(1.0, numeric), 6)
 
 
+def world_key(spec: Any) -> str:
+    """The key two specs of the same world share: ``world_key`` where the spec has one (grid
+    worlds: the content hash blind to component order), else its content hash."""
+    return getattr(spec, "world_key", None) or spec.content_hash
+
+
 class NoveltyIndex:
-    """The worlds a new one must differ from: content hashes for exact dedup (name and
-    description excluded) and specs for the nearest-world distance."""
+    """The worlds a new one must differ from: world keys for exact dedup (name, description
+    and the order of components excluded) and specs for the nearest-world distance."""
 
     def __init__(self, specs: Any = ()) -> None:
-        self._by_hash: dict[str, str] = {}
+        self._by_key: dict[str, tuple[str, str]] = {}  # world key -> (name, content hash)
         self._specs: list[Any] = []
         for spec in specs:
             self.add(spec)
@@ -454,12 +460,13 @@ class NoveltyIndex:
         return len(self._specs)
 
     def __contains__(self, spec: Any) -> bool:
-        return spec.content_hash in self._by_hash
+        return world_key(spec) in self._by_key
 
     def add(self, spec: Any) -> None:
         """Remember ``spec`` (a world accepted in this run)."""
-        if spec.content_hash not in self._by_hash:
-            self._by_hash[spec.content_hash] = spec.name
+        key = world_key(spec)
+        if key not in self._by_key:
+            self._by_key[key] = (spec.name, spec.content_hash)
             self._specs.append(spec)
 
     def nearest(self, spec: Any) -> tuple[str, float]:
@@ -473,16 +480,19 @@ class NoveltyIndex:
 
     def check(self, spec: Any, min_distance: float = 0.0) -> str:
         """The novelty stage: raise StageFailure on a duplicate or a too-near world."""
-        twin = self._by_hash.get(spec.content_hash)
+        twin = self._by_key.get(world_key(spec))
         if twin is not None:
-            raise StageFailure(f"duplicate of {twin!r} (same content hash {spec.content_hash}); "
-                               "change a component, the layout or a parameter")
+            name, digest = twin
+            why = (f"same content hash {digest}" if digest == spec.content_hash else
+                   "the same components, listed in another order")
+            raise StageFailure(f"duplicate of {name!r} ({why}); change a component, the layout "
+                               "or a parameter")
         name, dist = self.nearest(spec)
         if dist < min_distance:
             raise StageFailure(f"too close to {name!r} (distance {dist:.3f} < {min_distance}); "
                                "change a component or the layout")
         near = f"nearest {name!r} at distance {dist:.3f}" if name else "no known world"
-        return f"new content hash among {len(self)} known worlds; {near}"
+        return f"a new world among {len(self)} known worlds; {near}"
 
 
 # ====================================================================== driver

@@ -199,3 +199,21 @@ def test_a_split_named_twice_is_rejected_naming_the_split():
     with pytest.raises(ValidationError, match="split 'test' is named twice"):
         ValidationConfig(split="validation", extra_splits=(("test", 1), ("test", 2)))
     assert ValidationConfig(split="test", extra_splits=(("validation", 5),)).extra_splits
+
+
+def test_a_world_with_its_components_reordered_is_a_duplicate():
+    from autoworld.envs.catalogue import load_world
+    from autoworld.validation import NoveltyIndex, StageFailure
+
+    a = load_world("DoorKey-8x8")
+    b = a.model_copy(update={"name": "DoorKeyAgain", "transition": list(reversed(a.transition))})
+    assert [c.kind for c in b.transition] != [c.kind for c in a.transition]
+    assert b.content_hash != a.content_hash  # the id is the spec as written
+    assert b.world_key == a.world_key  # but it is the same world
+    index = NoveltyIndex([a])
+    assert b in index
+    with pytest.raises(StageFailure, match="duplicate of 'DoorKey-8x8' \\(the same components, "
+                                           "listed in another order\\)"):
+        index.check(b)
+    other = a.model_copy(update={"max_steps": a.max_steps + 1})
+    assert other.world_key != a.world_key and other not in index

@@ -45,6 +45,8 @@ from autoworld.poet.policy import PoetPolicy
 from autoworld.poet.rollout import EsJob, EvalJob, WorldEntry
 from autoworld.poet.scores import ScoreMatrix
 from autoworld.poet.worlds import initial_world, make_backend, propose_child, validate_world
+from autoworld.spec import atomic_write_text
+from autoworld.validation import world_key
 
 log = logging.getLogger(__name__)
 WALL_CLOCK_FIELDS = ("wall_s", "steps_per_s")
@@ -89,7 +91,7 @@ class PoetRun:
         self.archive: list[dict[str, Any]] = []  # {"world", "agent", "archived_at"}
         self.archived_theta: dict[str, torch.Tensor] = {}
         self.lineage: dict[str, dict[str, Any]] = {}  # world -> {"parent", "iteration", "name"}
-        self.seen: set[str] = set()  # content hashes ever proposed
+        self.seen: set[str] = set()  # world keys ever proposed (``validation.world_key``)
         self.matrix = ScoreMatrix()
         self.annecs = decisions.AnnecsCounter(config.solved_threshold)
         self.np_rng = np.random.default_rng(rng.derive_seed(config.seed, "poet"))
@@ -109,11 +111,11 @@ class PoetRun:
             raise PoetError(f"run_dir: {self.dir} already holds a run; pass --resume to continue "
                             "it or choose another --run-dir")
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.json").write_text(self.cfg.model_dump_json(indent=2))
+        atomic_write_text(self.dir / "config.json", self.cfg.model_dump_json(indent=2))
         entry = initial_world(self.cfg)
         w = self._new_world_id()
         self.worlds[w] = entry
-        self.seen.add(entry.spec.content_hash)
+        self.seen.add(world_key(entry.spec))
         self.lineage[w] = {"parent": None, "iteration": 0, "name": entry.spec.name}
         a = self._new_agent_id()
         theta = self.policy.init(rng.derive_seed(self.cfg.seed, "policy-init"))
@@ -286,10 +288,10 @@ class PoetRun:
             spec, why = propose_child(self.backend, self.worlds[parent.world].spec, seed,
                                       cfg.mutation_strength)
             name = spec.name if spec is not None else None
-            if spec is not None and spec.content_hash in self.seen:
+            if spec is not None and world_key(spec) in self.seen:
                 spec, why = None, "duplicate: this world was proposed before"
             if spec is not None:
-                self.seen.add(spec.content_hash)
+                self.seen.add(world_key(spec))
                 entry, why = validate_world(spec, cfg)
                 if entry is not None:
                     key = f"c{self.iteration}-{attempt}"

@@ -88,6 +88,18 @@ class GridWorldSpec(BaseModel):
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @property
+    def world_key(self) -> str:
+        """Like ``content_hash``, but blind to the order in which each factor lists its
+        components: the engine runs them in its own stage order, so two specs that differ only
+        there are the same world (novelty dedup and POET compare worlds by this key). The
+        content hash stays the spec's id (it seeds the level banks)."""
+        data = self.model_dump(mode="json", exclude={"name", "description"})
+        for factor in ("transition", "observation", "reward"):
+            data[factor] = sorted(data[factor], key=lambda c: c["kind"])
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def component(self, kind: str) -> Any | None:
         """The params of component ``kind`` in any factor, or None."""
         for factor in (self.transition, self.observation, self.reward):
