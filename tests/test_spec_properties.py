@@ -74,6 +74,10 @@ def valid_specs(draw):
             observation.append(_draw_params(draw, c))
     rewards = components_of("reward")
     chosen = [c for c in rewards if draw(st.booleans())] or [REGISTRY["reach_goal"]]
+    reward = [_draw_params(draw, c) for c in chosen]
+    timed = [r for r in reward if "time_decay" in r]
+    for r in timed[1:]:  # the timed rewards of a world share one time decay
+        r["time_decay"] = timed[0]["time_decay"]
     layout = draw(st.sampled_from([k for k in LAYOUT_KINDS if k not in ("sokoban", "doorkey")]))
     return {
         "name": "Prop",
@@ -84,7 +88,7 @@ def valid_specs(draw):
         "objects": {"coins": draw(st.integers(0, 3))},
         "transition": transition,
         "observation": observation,
-        "reward": [_draw_params(draw, c) for c in chosen],
+        "reward": reward,
     }
 
 
@@ -122,8 +126,22 @@ BAD_FIELDS = [
     ("name", "bad name!"), ("layout", {"kind": "volcano"}), ("objects", {"coins": 10**6}),
     ("transition", []), ("transition", [{"kind": "__import__('os')"}]),
     ("reward", [{"kind": "reach_goal", "reward": float("inf")}]),
-    ("observation", [{"kind": "egocentric", "size": 99}]), ("surprise", 1),
+    ("observation", [{"kind": "egocentric", "size": 99}]),
+    ("observation", [{"kind": "egocentric", "size": 6}]),  # even: no middle column
+    ("surprise", 1),
 ]
+
+
+def test_timed_rewards_must_share_one_time_decay():
+    data = {"name": "Bad", "transition": [{"kind": "cardinal"}],
+            "observation": [{"kind": "full_grid"}],
+            "reward": [{"kind": "reach_goal", "time_decay": 0.9},
+                       {"kind": "inverted_goal", "time_decay": 0.0}]}
+    with pytest.raises(SpecError, match="inverted_goal.time_decay=0.0 and "
+                                        "reach_goal.time_decay=0.9 differ"):
+        parse_spec(data)
+    data["reward"][1]["time_decay"] = 0.9
+    assert parse_spec(data).component("inverted_goal").time_decay == 0.9
 
 
 @pytest.mark.parametrize(("field", "value"), BAD_FIELDS)

@@ -73,6 +73,13 @@ class GridWorldSpec(BaseModel):
                              f"(found {views or 'none'})")
         if "line_of_sight" in {c.kind for c in self.observation} and views != ["egocentric"]:
             raise ValueError("observation: 'line_of_sight' needs the 'egocentric' view")
+        timed = {c.kind: c.time_decay for c in self.reward if hasattr(c, "time_decay")}
+        if len(set(timed.values())) > 1:
+            # the engine keeps one time decay per env (a timed reward is paid when the episode
+            # ends), so different values would pay one component the other's decay
+            raise ValueError("reward: " + " and ".join(f"{k}.time_decay={v}" for k, v in
+                                                       sorted(timed.items()))
+                             + " differ; give the timed rewards one time_decay")
         return self
 
     # ------------------------------------------------------------------ identity

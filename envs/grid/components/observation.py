@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from autoworld import rng
 from autoworld.envs.grid.components.registry import ComponentParams, GridComponent, register
@@ -97,6 +97,13 @@ class Egocentric(GridComponent):
     class Params(ComponentParams):
         kind: Literal["egocentric"] = "egocentric"
         size: int = Field(7, ge=3, le=11, description="View side k (odd).")
+
+        @field_validator("size")
+        @classmethod
+        def _odd(cls, v: int) -> int:
+            if v % 2 == 0:
+                raise ValueError(f"must be odd (the agent is in the middle column); use {v + 1}")
+            return v
 
     factor = "observation"
     name = "egocentric"
