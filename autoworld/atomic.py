@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (read once: the umask can
+    only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -16,6 +26,13 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        # mkstemp makes the file owner-only; give it the mode the file it replaces has, or
+        # that a plain open() would give a new one
+        try:
+            mode = p.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _new_file_mode()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
