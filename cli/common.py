@@ -54,9 +54,13 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except AutoworldError as exc:
             raise fail(str(exc)) from None
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+                PermissionError) as exc:
             name = exc.filename if exc.filename is not None else ""
-            raise fail(f"{name}: {exc.strerror or exc}; check the path") from None
+            hint = {FileExistsError: "a file is in the way of a folder",
+                    NotADirectoryError: "a file is in the way of a folder"}.get(
+                type(exc), "check the path")
+            raise fail(f"{name}: {exc.strerror or exc}; {hint}") from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -62,8 +62,41 @@ def _summary(run_dir: Path) -> None:
                   f"accepted, {c['env_steps']:,} env steps", soft_wrap=True)
 
 
+# evolve's options that set a PoetConfig field, by CLI name (pairs is max_active)
+_CONFIG_FIELD = {"pairs": "max_active", "seed": "seed", "learner": "learner",
+                 "generator": "generator", "generator_model": "generator_model", "world": "world",
+                 "theme": "theme", "population": "population",
+                 "reproduce_every": "reproduce_every", "transfer_every": "transfer_every",
+                 "iterations": "iterations", "device": "device", "backend": "backend",
+                 "address": "address", "bucketing": "bucketing", "cuda_graph": "cuda_graph"}
+_RESUME_FREE = ("iterations", "device", "backend", "address", "bucketing", "cuda_graph")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _config_error(exc: Exception) -> str:
+    """A PoetConfig validation error as one line naming the CLI options to fix."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc).replace("\n", " ")
+    by_field = {f: cli for cli, f in _CONFIG_FIELD.items()}
+    parts = []
+    for e in errors():
+        loc = e.get("loc") or ()
+        where = _option(by_field.get(str(loc[0]), str(loc[0]))) if loc else "options"
+        expected = (e.get("ctx") or {}).get("expected")
+        if e.get("type") == "literal_error" and expected:
+            parts.append(f"{where}: unknown value {e.get('input')!r}; use {expected}")
+        else:
+            parts.append(f"{where}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
 @handle_errors
 def evolve(
+    ctx: typer.Context,
     iterations: int | None = typer.Option(None, "--iterations", "-n", min=1,
                                           help="POET iterations (quick preset: 60; POET: 200)."),
     pairs: int | None = typer.Option(None, "--pairs", "-p", min=1,
@@ -141,15 +174,25 @@ def evolve(
         if resume and (out / "config.json").is_file():
             # continue with the run's own options; only these may change on resume
             saved = json.loads((out / "config.json").read_text())
-            saved.update({k: overrides[k] for k in ("iterations", "device", "backend",
-                                                    "address", "bucketing", "cuda_graph")
-                           if k in overrides})
+            given = [name for name in _CONFIG_FIELD if name not in _RESUME_FREE
+                     and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+            differ = [f"{_option(n)} {overrides.get(_CONFIG_FIELD[n])!r} (the run's: "
+                      f"{saved.get(_CONFIG_FIELD[n])!r})" for n in given
+                      if overrides.get(_CONFIG_FIELD[n]) != saved.get(_CONFIG_FIELD[n])]
+            if getattr(ctx.get_parameter_source("preset"), "name", "") == "COMMANDLINE":
+                differ.append(f"--preset {preset}")
+            if differ:
+                raise fail(f"--resume continues {out} with its own options, and these differ "
+                           f"from them: {', '.join(differ)}; drop them, or start a new run in "
+                           f"another --run-dir (only {', '.join(map(_option, _RESUME_FREE))} "
+                           "may change)")
+            saved.update({k: overrides[k] for k in _RESUME_FREE if k in overrides})
             cfg = PoetConfig.model_validate(saved)
         else:
             cfg = (PoetConfig.quick(**overrides) if preset == "quick"
                    else PoetConfig(**overrides))
-    except ValueError as exc:  # pydantic's message names the field
-        raise fail(str(exc).replace("\n", " ")) from None
+    except ValueError as exc:  # pydantic's error, told in the CLI's option names
+        raise fail(_config_error(exc)) from None
     run = PoetRun(cfg, out, resume=resume)
     for w in run.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")

@@ -39,6 +39,13 @@ def test_tiny_run_writes_metrics_plots_gifs_and_report_rebuilds(app, tmp_path):
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in lines] == [0, 1, 2]
+    # options that would change the trajectory are refused on resume, not silently dropped
+    r = CliRunner().invoke(app, ["evolve", "--resume", "--iterations", "4", "--run-dir",
+                                 str(out), "--population", "8", "--seed", "0", "--quiet"])
+    assert r.exit_code == 2
+    assert "--population 8 (the run's: 4)" in " ".join(r.output.split())
+    assert "--seed" not in r.output.split("differ from them:")[1].split(";")[0]  # the same
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # nothing ran
     (out / "plots" / "annecs.png").unlink()
     r = CliRunner().invoke(app, ["evolve", "--report", str(out)])
     assert r.exit_code == 0, r.output
@@ -52,6 +59,11 @@ def test_bad_options_are_one_clear_error(app, tmp_path):
     assert r.exit_code == 2 and "population" in r.output
     r = CliRunner().invoke(app, ["evolve", "--report", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "metrics.jsonl" in r.output
+    r = CliRunner().invoke(app, ["evolve", "--generator", "bogus", "--run-dir", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "--generator: unknown value 'bogus'; use 'procedural', 'openai' or 'transformers'" \
+        in " ".join(r.output.split())
+    assert "pydantic" not in r.output
 
 
 @pytest.mark.slow
