@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from autoworld.cli.common import console, fail, handle_errors
+from autoworld.cli.common import check_device, console, fail, handle_errors
 
 DEFAULT_DB = Path("leaderboard.db")
 
@@ -62,6 +62,7 @@ def bench_command(
 
     if backend not in bench_lib.BACKENDS:
         raise fail(f"--backend: unknown backend {backend!r}; use serial, process or ray")
+    check_device(device)
     bench_lib.check_learners()
     method_names = bench_lib.select_methods(methods, bench_lib.available_methods(),
                                             bench_lib.method_families())

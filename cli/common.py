@@ -65,9 +65,41 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_device(name: str) -> str:
+    """``--device`` checked before any work: a name torch knows, on a device this machine has
+    (a bad one used to surface as a torch traceback, or as every bench cell failing)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise fail(f"--device: unknown device {name!r}; use cpu or cuda") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise fail(f"--device {name}: CUDA is not available on this machine; use --device "
+                       "cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise fail(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                       "device(s)")
+    elif device.type != "cpu":
+        raise fail(f"--device {name}: autoworld runs on cpu or cuda")
+    return name
+
+
 def echo_json(data: Any) -> None:
     """Plain JSON on stdout (no colours, no wrapping), for pipes and scripts."""
     typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def grid_world_arg(world: str, command: str):
+    """``load_world_arg`` for a command that works on grid worlds only: an arm world is a clear
+    error saying what to do with it instead."""
+    spec = load_world_arg(world)
+    if getattr(spec, "family", "grid") != "grid":
+        raise fail(f"{spec.name} is an arm world; `autoworld {command}` works on grid worlds "
+                   f"(arm worlds train with the arm methods, e.g. `autoworld train {spec.name} "
+                   "--method arm-ppo`)")
+    return spec
 
 
 def load_world_arg(world: str):

@@ -8,17 +8,14 @@ import torch
 import typer
 from rich.table import Table
 
-from autoworld.cli.common import coloured_ascii, console, fail, handle_errors
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise fail(f"--device: unknown device {name!r}; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise fail("--device: CUDA is not available on this machine; use --device cpu")
-    return device
+from autoworld.cli.common import (
+    check_device,
+    coloured_ascii,
+    console,
+    fail,
+    grid_world_arg,
+    handle_errors,
+)
 
 
 @handle_errors
@@ -40,7 +37,7 @@ def demo_command(
     ),
 ) -> None:
     """Step several catalogue worlds in one batch with random actions and summarize."""
-    dev = _device(device)
+    dev = torch.device(check_device(device))
     previous_threads = torch.get_num_threads()
     if dev.type == "cpu" and threads > 0:
         torch.set_num_threads(threads)
@@ -52,14 +49,14 @@ def demo_command(
 
 def _run_demo(world: list[str], num_envs: int, steps: int, dev: torch.device, levels: int,
               seed: int) -> None:
-    from autoworld.envs.catalogue import list_worlds, load_world
+    from autoworld.envs.catalogue import list_worlds
     from autoworld.envs.grid.bucketed import make_engine
     from autoworld.envs.grid.engine import NUM_ACTIONS
     from autoworld.envs.grid.levels import bank
     from autoworld.envs.grid.render import render_ascii
 
     names = list(dict.fromkeys(world)) or list_worlds(generated=False)
-    specs = [load_world(n) for n in names]
+    specs = [grid_world_arg(n, "demo") for n in names]
     if num_envs < len(specs):
         raise fail(f"--num-envs: {num_envs} envs cannot cover {len(specs)} worlds; use at least "
                    f"{len(specs)} or fewer --world")

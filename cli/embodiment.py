@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autoworld.cli.common import console, fail, handle_errors
+from autoworld.cli.common import check_device, console, fail, handle_errors
 
 
 @handle_errors
@@ -35,8 +35,7 @@ def embodiment(
                    f"{', '.join(EXPERIMENTS)}")
     if quick and tiny:
         raise fail("--quick and --tiny exclude each other; pick one")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available here; use --device cpu")
+    check_device(device)
     if threads:
         torch.set_num_threads(threads)
     scale = "tiny" if tiny else "quick" if quick else "full"

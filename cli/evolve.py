@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from autoworld.cli.common import console, fail, handle_errors, live_display
+from autoworld.cli.common import check_device, console, fail, handle_errors, live_display
 
 
 class _Display:
@@ -158,8 +158,7 @@ def evolve(
         raise fail(f"--learner: unknown learner {learner!r}; use es or ppo")
     if preset not in ("quick", "poet"):
         raise fail(f"--preset: unknown preset {preset!r}; use quick or poet")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available here; use --device cpu")
+    check_device(device)
     if threads:
         torch.set_num_threads(threads)
     overrides = dict(iterations=iterations, max_active=pairs, seed=seed, device=device,

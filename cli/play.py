@@ -20,8 +20,8 @@ from autoworld.cli.common import (
     check_split,
     coloured_ascii,
     console,
+    grid_world_arg,
     handle_errors,
-    load_world_arg,
 )
 from autoworld.cli.show import get_level
 
@@ -81,7 +81,7 @@ def play_command(
     from autoworld.envs.grid.render import render_ascii
     from autoworld.taxonomy import tags
 
-    spec = load_world_arg(world)
+    spec = grid_world_arg(world, "play")
     check_split(split)
     engine = build_level_engine(spec, get_level(spec, split, level))
     keys = keymap_for(spec)

@@ -12,9 +12,9 @@ from autoworld.cli.common import (
     coloured_ascii,
     console,
     fail,
+    grid_world_arg,
     handle_errors,
     level_legend,
-    load_world_arg,
 )
 
 
@@ -43,7 +43,7 @@ def show_command(
     from autoworld.envs.grid.render import render_ascii, render_rgb, save_png
     from autoworld.taxonomy import tag_list
 
-    spec = load_world_arg(world)
+    spec = grid_world_arg(world, "show")
     check_split(split)
     lv = get_level(spec, split, level)
     engine = build_level_engine(spec, lv)

@@ -8,7 +8,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from autoworld.cli.common import console, fail, handle_errors, live_display, load_world_arg
+from autoworld.cli.common import (
+    check_device,
+    console,
+    fail,
+    handle_errors,
+    live_display,
+    load_world_arg,
+)
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
@@ -99,8 +106,7 @@ def train_command(
         return
     if threads:
         torch.set_num_threads(threads)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device}: CUDA is not available here; use --device cpu")
+    check_device(device)
     out = run_dir or Path("runs") / f"{spec.name}-{method}-s{seed}"
     display = _Display(spec.name, method, steps)
     if quiet:

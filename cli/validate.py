@@ -47,11 +47,15 @@ def validate_command(
     """Validate SPEC stage by stage: schema, build, smoke, levels, reliability (and novelty)."""
     from pathlib import Path
 
-    from autoworld.cli.common import check_split
+    from autoworld.cli.common import check_device, check_split
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.validation import NoveltyIndex, ValidationConfig, validate
 
     check_split(split)
+    check_device(device)
+    if spec not in list_worlds() and spec.startswith("Arm"):
+        raise fail(f"{spec}: validate checks grid world specs; the arm family's worlds are "
+                   "built in (see `autoworld list --tag arm`)")
     if spec not in list_worlds():
         p = Path(spec)
         if not p.is_file():

@@ -43,7 +43,7 @@ def arm_world_arg(world) -> Any:
 
     if isinstance(world, ArmWorldSpec):
         return world
-    text = str(world)
+    text = str(getattr(world, "name", world))  # a grid spec: its name, not its whole repr
     if Path(text).suffix in (".yaml", ".yml", ".json"):
         return load_arm_spec(text)
     if text in list_arm_worlds():

@@ -152,6 +152,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
         from autoworld.envs.catalogue import load_world
 
         world = load_world(world)
+    _check_family(method, world)
     if method != "ppo":
         return _run_registered(method, world, steps, 256 if num_envs is None else num_envs,
                                seed, device, run_dir, resume, options)
@@ -250,6 +251,19 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     if out is not None:
         atomic_write_text(out / "result.json", result.model_dump_json(indent=1) + "\n")
     return result
+
+
+def _check_family(method: str, world) -> None:
+    """A method trains the worlds of its family only (grid methods on grid worlds, ``arm-*``
+    methods on arm worlds): a clear error instead of a crash deep inside the learner."""
+    from autoworld.learners.methods import METHODS
+
+    family = getattr(world, "family", "grid")
+    wants = METHODS[method].family if method in METHODS else "grid"
+    if family != wants:
+        fitting = sorted(m for m, spec in METHODS.items() if spec.family == family)
+        raise TrainError(f"{world.name} is {'an' if family == 'arm' else 'a'} {family} world "
+                         f"and {method} trains {wants} worlds; use one of {', '.join(fitting)}")
 
 
 def available_methods() -> list[str]:

@@ -238,3 +238,30 @@ def test_installed_console_script_lists_the_catalogue():
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["name"] for r in rows if r["family"] == "grid"] == list_worlds()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "Empty-6x6", "--device", "bogus"], "--device: unknown device 'bogus'"),
+    (["evolve", "--device", "tpu", "-n", "1"], "--device: unknown device 'tpu'"),
+    (["validate", "Empty-6x6", "--device", "mps"], "--device mps: autoworld runs on cpu or cuda"),
+    (["train", "ArmReach-N3", "--steps", "100"],
+     "ArmReach-N3 is an arm world and ppo trains grid worlds; use one of arm-bc"),
+    (["train", "Empty-6x6", "--method", "arm-ppo", "--steps", "100"],
+     "Empty-6x6 is a grid world and arm-ppo trains arm worlds"),
+    (["show", "ArmReach-N3"], "`autoworld show` works on grid worlds"),
+    (["demo", "--world", "ArmReach-N3"], "`autoworld demo` works on grid worlds"),
+    (["validate", "ArmReach-N3"], "validate checks grid world specs"),
+])
+def test_wrong_device_or_world_family_is_one_clear_line(args, message) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_file_where_a_folder_should_be_is_one_clear_line(tmp_path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    result = invoke("train", "Empty-6x6", "--steps", "64", "--num-envs", "2", "--run-dir",
+                    str(blocker), "--quiet")
+    assert result.exit_code == 2 and "a file is in the way of a folder" in result.output
