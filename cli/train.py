@@ -48,6 +48,21 @@ class _Display:
         return t
 
 
+def _check_run_dir(out: Path, method: str, resume: bool) -> None:
+    """Nothing is overwritten by accident, and --resume has a run to continue."""
+    if resume and method != "ppo":
+        raise fail(f"--resume: method {method!r} cannot resume; only ppo runs are resumable "
+                   "(drop --resume to start over)")
+    if resume and not out.is_dir():
+        raise fail(f"--resume: {out} holds no run to continue; drop --resume to start one "
+                   "there, or give the --run-dir of the run")
+    held = [p.name for p in (out / "checkpoint", out / "result.json") if p.exists()]
+    if not resume and held:
+        again = "pass --resume to continue it, " if method == "ppo" else ""
+        raise fail(f"--run-dir: {out} already holds a run ({', '.join(held)}); {again}choose "
+                   "another --run-dir, or delete it to start over")
+
+
 @handle_errors
 def train_command(
     world: str = typer.Argument(..., help="Catalogue world name or spec file (.yaml/.json)."),
@@ -108,6 +123,7 @@ def train_command(
         torch.set_num_threads(threads)
     check_device(device)
     out = run_dir or Path("runs") / f"{spec.name}-{method}-s{seed}"
+    _check_run_dir(out, method, resume)
     display = _Display(spec.name, method, steps)
     if quiet:
         result = train(spec, method, steps, num_envs, seed, device, out, resume, config=cfg,

@@ -122,6 +122,16 @@ def test_train_cli_writes_metrics_and_checkpoint(tmp_path, quiet: bool) -> None:
     again = CliRunner().invoke(app, args + ["--resume", "--steps", "1024"])
     assert again.exit_code == 0, again.output
     assert json.loads((run / "result.json").read_text())["steps"] == 1024
+    # the same command without --resume would overwrite the run: refused, nothing touched
+    before = (run / "metrics.jsonl").read_text()
+    over = CliRunner().invoke(app, args)
+    assert over.exit_code == 2 and "already holds a run" in over.output
+    assert (run / "metrics.jsonl").read_text() == before
+    # --resume of a folder that holds nothing is refused too (it used to start a fresh run)
+    none = CliRunner().invoke(app, ["train", WORLD, "--steps", "128", "--run-dir",
+                                    str(tmp_path / "nothing"), "--resume", "--quiet"])
+    assert none.exit_code == 2 and "holds no run to continue" in none.output
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_train_cli_rejects_unknown_world() -> None:
