@@ -32,21 +32,33 @@ def _loc(loc: tuple) -> str:
     return out
 
 
+MAX_LISTED_ERRORS = 5  # problems named in one SpecError; the rest are counted
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return (f"unknown component kind {ctx.get('tag')!r}; use one of "
+                f"{ctx.get('expected_tags')} (see `autoworld components`)")
+    if err["type"] == "extra_forbidden":
+        return "unknown field; remove it (see `autoworld schema` for the fields)"
+    return err["msg"]
+
+
 def spec_error_from(exc: ValidationError) -> SpecError:
-    """Turn pydantic's error list into one SpecError naming the first bad field and the fix."""
+    """Turn pydantic's error list into one SpecError naming the first bad field and the fix,
+    then the other problems (up to ``MAX_LISTED_ERRORS`` in all), so that one round of fixes
+    can mend them all."""
     errs = exc.errors(include_url=False)
-    first = errs[0]
     # discriminated unions add the tag (component kind) to the location; keep it, it helps.
-    field = _loc(first["loc"]) or "spec"
-    msg = first["msg"]
-    if first["type"] == "union_tag_invalid":
-        ctx = first.get("ctx", {})
-        msg = (f"unknown component kind {ctx.get('tag')!r}; use one of "
-               f"{ctx.get('expected_tags')} (see `autoworld components`)")
-    elif first["type"] == "extra_forbidden":
-        msg = "unknown field; remove it (see `autoworld schema` for the fields)"
-    more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
-    return SpecError(msg + more, field=field)
+    field = _loc(errs[0]["loc"]) or "spec"
+    msg = _message(errs[0])
+    rest = [f"{_loc(e['loc']) or 'spec'}: {_message(e)}" for e in errs[1:MAX_LISTED_ERRORS]]
+    if rest:
+        msg += "; also " + "; ".join(rest)
+    if len(errs) > MAX_LISTED_ERRORS:
+        msg += f" (and {len(errs) - MAX_LISTED_ERRORS} more problem(s))"
+    return SpecError(msg, field=field)
 
 
 def parse_spec(data: Any) -> WorldSpec:
@@ -74,8 +86,19 @@ def load_spec(path: str | os.PathLike) -> WorldSpec:
         data = json.loads(text) if p.suffix == ".json" else _yaml_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SpecError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                        f"{str(exc).splitlines()[0]}") from None
+                        f"{_syntax_error(exc)}") from None
     return parse_spec(data)
+
+
+def _syntax_error(exc: Exception) -> str:
+    """A YAML or JSON syntax error in one line, with its line and column."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 # libyaml's C loader when PyYAML was built with it: the same documents, ~10x faster to read

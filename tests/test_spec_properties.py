@@ -161,3 +161,23 @@ def test_invalid_specs_raise_typed_error_naming_the_field(field, value):
 def test_arbitrary_mappings_never_crash_untyped(data):
     with pytest.raises(SpecError):
         parse_spec(data)
+
+
+def test_syntax_errors_say_where_and_every_problem_is_named(tmp_path):
+    from autoworld.spec import load_spec
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad\nheight: 8\n  width: 8\n")
+    with pytest.raises(SpecError, match="not valid YAML: .* at line 3, column 8"):
+        load_spec(bad)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"name": "Bad",}')
+    with pytest.raises(SpecError, match="not valid JSON: .* at line 1, column 16"):
+        load_spec(bad_json)
+    data = {"name": "Bad", "height": 3, "width": 99, "max_steps": 0,
+            "transition": [{"kind": "cardinal"}], "observation": [{"kind": "full_grid"}],
+            "reward": [{"kind": "reach_goal"}]}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    text = str(err.value)
+    assert text.startswith("height: ") and "; also width: " in text and "max_steps: " in text

@@ -71,11 +71,26 @@ def test_missing_spec_file_fails_at_schema(tmp_path):
     assert "nope.yaml" in report.failed_stage.message
 
 
-def test_engine_error_fails_at_build():
-    report = validate(_spec(observation=[{"kind": "egocentric", "size": 4}]))
+def test_engine_error_fails_at_build(monkeypatch):
+    from autoworld.envs.grid.components.observation import Egocentric
+
+    def broken(self):
+        raise ValueError("egocentric.size cannot be drawn here")
+
+    # a spec the schema accepts but the engine cannot build (the schema now catches what
+    # used to reach this stage, an even view size; a component that fails stands in for it)
+    monkeypatch.setattr(Egocentric, "setup", broken)
+    report = validate(_spec(observation=[{"kind": "egocentric", "size": 5}]))
     assert report.stages[0].passed
     assert report.failed_stage.name == "build"
     assert "egocentric.size" in report.failed_stage.message
+
+
+def test_even_view_size_fails_at_schema():
+    report = validate(_spec(observation=[{"kind": "egocentric", "size": 4}]))
+    assert report.failed_stage.name == "schema"
+    message = report.failed_stage.message
+    assert "egocentric.size" in message and "use 5" in message
 
 
 def _walled_goal(spec, seed: int) -> Level:
