@@ -330,12 +330,19 @@ def _levels(spec, cfg: ValidationConfig) -> tuple[str, list[LevelCheck], Any]:
             random_return=None if rnd is None or cfg.recompute else float(rnd[i]),
         ))
     bounds = sum(not c.exact for c in checks)
-    note = f"; {bounds} with an upper bound only (state space above the cap)" if bounds else ""
-    opt_text = ", ".join(f"{c.optimal_return:.3f}" for c in checks)
+    # a value marked * is a certified upper bound (state space above the cap), not exact
+    opt_text = ", ".join(f"{c.optimal_return:.3f}" + ("" if c.exact else "*") for c in checks)
     source = "stored catalogue oracle" if info.get("source") == "catalogue" and not \
-        cfg.recompute else "exact oracle"
-    return (f"{len(checks)} levels solvable ({source}), optimal returns [{opt_text}]{note}",
-            checks, bank)
+        cfg.recompute else "oracle"
+    if not bounds:
+        what = f"optimal returns [{opt_text}] (exact)"
+    elif bounds == len(checks):
+        what = (f"optimal returns unknown: upper bounds [{opt_text}] (every state space is "
+                "above the oracle's cap; the solvability check is structural)")
+    else:
+        what = (f"optimal returns [{opt_text}]; the {bounds} marked * are upper bounds (state "
+                "space above the oracle's cap)")
+    return f"{len(checks)} levels solvable ({source}), {what}", checks, bank
 
 
 def _reliability(spec, cfg: ValidationConfig, checks: list[LevelCheck], bank
