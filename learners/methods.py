@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -170,6 +172,24 @@ def _fresh_policy(spec, config: PolicyConfig, seed: int) -> ActorCritic:
         return policy_from_spec(obs_spec, config)
 
 
+# where a method run reports its progress (``progress``): ``autoworld train``'s live display
+_PROGRESS: contextvars.ContextVar[Callable[[dict[str, Any]], None] | None] = \
+    contextvars.ContextVar("method_progress", default=None)
+
+
+@contextlib.contextmanager
+def progress(callback: Callable[[dict[str, Any]], None] | None) -> Iterator[None]:
+    """Within the block, method runs call ``callback`` with records like ``train``'s: ``kind``
+    ``train`` (``step`` = env-steps so far, ``steps_per_second``, ``episode_return`` = the
+    iteration's mean return, and the method's own fields) after every iteration, generation
+    or round, and ``kind`` ``eval`` with the final validation scores."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 class _Run:
     """Bookkeeping of one method run: the initial score, metrics.jsonl, the final result."""
 
@@ -199,14 +219,26 @@ class _Run:
             self.initial_test = self.evaluate(policy, "test").normalized
 
     def log(self, row: BaseModel | dict) -> None:
+        data = row.model_dump() if isinstance(row, BaseModel) else row
+        callback = _PROGRESS.get()
+        if callback is not None and "env_steps" in data:
+            rec = {"kind": "train", **data, "step": int(data["env_steps"])}
+            rec.setdefault("episode_return", data.get("mean_return"))
+            rec.setdefault("steps_per_second",
+                           rec["step"] / max(1e-9, time.perf_counter() - self.start))
+            callback(rec)
         if self.run_dir is None:
             return
-        data = row.model_dump() if isinstance(row, BaseModel) else row
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(data, default=float) + "\n")
 
     def finish(self, policy: ActorCritic, env_steps: int, **extra: Any) -> MethodResult:
         res = self.evaluate(policy)
+        callback = _PROGRESS.get()
+        if callback is not None:
+            callback({"kind": "eval", "step": int(env_steps), "mean_return": res.mean_return,
+                      "success": res.success, "normalized": res.normalized,
+                      "normalized_gain": res.normalized_gain})
         test = self.evaluate(policy, "test").normalized if self.options.test_eval else None
         out = MethodResult(method=self.name, world=self.spec.name, seed=self.seed,
                            steps=self.steps, env_steps=int(env_steps),

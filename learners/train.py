@@ -155,7 +155,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     _check_family(method, world)
     if method != "ppo":
         return _run_registered(method, world, steps, 256 if num_envs is None else num_envs,
-                               seed, device, run_dir, resume, options)
+                               seed, device, run_dir, resume, options, callback)
     if options is not None:
         raise TrainError("ppo takes its network and hyper-parameters as a PPOConfig (config=), "
                          "not MethodOptions")
@@ -276,11 +276,12 @@ def available_methods() -> list[str]:
 
 
 def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, device,
-                    run_dir: str | Path | None, resume: bool, options: Any = None
-                    ) -> TrainResult:
-    """Run a method of ``learners.methods.METHODS`` (their runs are not resumable)."""
+                    run_dir: str | Path | None, resume: bool, options: Any = None,
+                    callback: Callback | None = None) -> TrainResult:
+    """Run a method of ``learners.methods.METHODS`` (their runs are not resumable);
+    ``callback`` gets its progress records (``learners.methods.progress``)."""
     try:
-        from autoworld.learners.methods import MethodError, get_method
+        from autoworld.learners.methods import MethodError, get_method, progress
     except ImportError:
         entry = None
     else:
@@ -295,8 +296,9 @@ def _run_registered(method: str, world, steps: int, num_envs: int, seed: int, de
         raise TrainError(f"method {method!r} cannot resume; only ppo runs are resumable "
                          "(drop --resume to start over)")
     start = time.perf_counter()
-    res = entry.run(world, steps=steps, num_envs=num_envs, seed=seed, device=str(device),
-                    run_dir=run_dir, options=options)
+    with progress(callback):
+        res = entry.run(world, steps=steps, num_envs=num_envs, seed=seed, device=str(device),
+                        run_dir=run_dir, options=options)
     spec_hash = world.content_hash() if callable(world.content_hash) else world.content_hash
     out = TrainResult(world=world.name, spec_hash=spec_hash, method=method, seed=seed,
                       steps=res.env_steps, wall_time=time.perf_counter() - start,

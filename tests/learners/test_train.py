@@ -137,3 +137,18 @@ def test_train_cli_writes_metrics_and_checkpoint(tmp_path, quiet: bool) -> None:
 def test_train_cli_rejects_unknown_world() -> None:
     result = CliRunner().invoke(app, ["train", "NoSuchWorld-3x3", "--steps", "8"])
     assert result.exit_code == 2
+
+
+def test_registered_methods_report_progress_to_the_callback() -> None:
+    from autoworld.learners.methods import MethodOptions
+
+    records: list[dict] = []
+    result = train(WORLD, method="es", steps=2000, num_envs=16, seed=0, callback=records.append,
+                   options=MethodOptions(policy=PolicyConfig(trunk="mlp", hidden=8),
+                                         population=4, eval_episodes=1))
+    gens = [r for r in records if r["kind"] == "train"]
+    assert gens and [r["step"] for r in gens] == sorted(r["step"] for r in gens)
+    assert all(r["steps_per_second"] > 0 and "episode_return" in r for r in gens)
+    (final,) = [r for r in records if r["kind"] == "eval"]
+    assert final["normalized"] == pytest.approx(result.score)
+    assert final["step"] == result.steps
