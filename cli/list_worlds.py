@@ -74,18 +74,28 @@ def list_command(
         return
     families = sorted({r["family"] for r in rows})
     made = sum(r.get("source") == "generated" for r in rows)
+    # the gym id column only where the terminal has room for it beside the others (a narrow
+    # one would cut every column); every id is autoworld/<name>-v0, which the caption says
+    name_width = max((len(r["name"]) for r in rows), default=4)
+    # name, family, tags (13+), test/val (10) and gym id (16+), with 3 border cells each
+    wide = console.width >= name_width + (9 if len(families) > 1 else 0) + 16 + 13 + 20 + 15
+    ids_follow_names = all(r["gym_id"] == gym_id(r["name"]) for r in rows)
+    show_ids = wide or not ids_follow_names
     table = Table(title=f"autoworld catalogue: {len(rows)} {'/'.join(families)} worlds"
-                        + (f" ({made} generated)" if made else ""))
+                        + (f" ({made} generated)" if made else ""),
+                  caption=None if show_ids else f"Gymnasium id of each: {gym_id('<name>')}",
+                  caption_justify="left")
     table.add_column("name", no_wrap=True, style="bold")
     if len(families) > 1:
         table.add_column("family", no_wrap=True)
     table.add_column("tags", min_width=13)
     table.add_column("test/val", no_wrap=True, justify="right")
-    table.add_column("gym id", overflow="fold", min_width=16)
+    if show_ids:
+        table.add_column("gym id", overflow="fold", min_width=16)
     for r in rows:
         cells = [r["name"]] + ([r["family"]] if len(families) > 1 else [])
         levels = (r["levels"] if isinstance(r["levels"], str)
                   else f"{r['levels']['test']}/{r['levels']['validation']}")
-        cells += [" ".join(r["tags"]), levels, r["gym_id"]]
+        cells += [" ".join(r["tags"]), levels] + ([r["gym_id"]] if show_ids else [])
         table.add_row(*cells)
     console.print(table)

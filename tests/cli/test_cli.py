@@ -265,3 +265,13 @@ def test_a_file_where_a_folder_should_be_is_one_clear_line(tmp_path) -> None:
     result = invoke("train", "Empty-6x6", "--steps", "64", "--num-envs", "2", "--run-dir",
                     str(blocker), "--quiet")
     assert result.exit_code == 2 and "a file is in the way of a folder" in result.output
+
+
+def test_list_on_a_narrow_terminal_cuts_no_column(monkeypatch) -> None:
+    from autoworld.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 80)
+    out = invoke("list").stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "ScrambledControlsDungeon-95e693-11x11" in out  # the longest name, whole
+    assert "Gymnasium id of each: autoworld/<name>-v0" in out
