@@ -121,5 +121,8 @@ def generate_command(
                               soft_wrap=True)
         if out is not None:
             console.print(f"wrote {run.accepted} world(s) to {out}")
+        elif run.accepted:
+            console.print(f"nothing was written: add --out DIR to keep the {run.accepted} "
+                          "accepted world(s) as spec files", soft_wrap=True)
     if run.accepted == 0:
         raise fail("no world was accepted; see the rejections above", code=EXIT_INVALID)

@@ -121,6 +121,7 @@ def test_cli_generate_table_and_bad_backend():
     runner = CliRunner()
     result = runner.invoke(app, ["generate", "lava", "--levels", "1"])
     assert result.exit_code == 0 and "reliability" in result.output and "accepted" in result.output
+    assert "add --out DIR to keep" in " ".join(result.output.split())  # nothing kept otherwise
     bad = runner.invoke(app, ["generate", "lava", "--backend", "nope"])
     assert bad.exit_code == 2
 
