@@ -70,10 +70,12 @@ def bench_command(
     cells = bench_lib.plan(method_names, world_names, seeds, steps)
     store = RunStore(db)
     todo = bench_lib.pending(store, cells)
+    paired = ("" if len(cells) == len(method_names) * len(world_names) * seeds else
+              " (grid methods on grid worlds, arm methods on arm worlds)")
     console.print(
         f"bench: {len(method_names)} methods x {len(world_names)} worlds x {seeds} seeds = "
-        f"{len(cells)} cells; {len(cells) - len(todo)} already finished, {len(todo)} to run "
-        f"({backend}) -> {db}"
+        f"{len(cells)} cells{paired}; {len(cells) - len(todo)} already finished, {len(todo)} "
+        f"to run ({backend}) -> {db}", soft_wrap=True
     )
     runner = bench_lib.make_train_runner(
         device=device, num_envs=num_envs, run_root=str(run_dir) if run_dir else None,
@@ -108,7 +110,8 @@ def bench_command(
         total = sum(float(s["wall_s"]) for s in sessions)
         console.print(f"bench wall time: {float(sessions[-1]['wall_s']):.1f} s this call, "
                       f"{total:.1f} s over the {len(sessions)} call(s) that ran cells "
-                      f"({sum(int(s['cells']) for s in sessions)} runs recorded)")
+                      f"({sum(int(s['cells']) for s in sessions)} runs recorded, failed ones "
+                      "included)")
     left = len(todo) - len(written)
     if left:
         console.print(f"time limit: {left} cell(s) not started; rerun the same command to "

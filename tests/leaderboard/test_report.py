@@ -151,7 +151,8 @@ def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
     n = RunStore(db).count()
     assert n == 2 * 2 * (1 + len(lava))
     assert re.search(rf"bench wall time: [\d.]+ s this call, [\d.]+ s over the 1 call\(s\) "
-                     rf"that ran cells \({n} runs recorded\)", " ".join(first.output.split()))
+                     rf"that ran cells \({n} runs recorded, failed ones included\)",
+                     " ".join(first.output.split()))
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and f"{n} already finished, 0 to run" in again.output
     assert "bench wall time" not in again.output  # nothing ran
