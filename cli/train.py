@@ -70,7 +70,8 @@ def train_command(
                                "`autoworld methods`)."),
     steps: int = typer.Option(200_000, "--steps", "-n", min=1, help="Environment steps."),
     num_envs: int | None = typer.Option(None, "--num-envs", "-b", min=1, help="Parallel envs "
-                                        "(default: the config's num_envs for ppo, else 256)."),
+                                        "(default: the config's num_envs for ppo, else 256, "
+                                        "or fewer when --steps is below 256 x 32)."),
     seed: int = typer.Option(0, "--seed", "-s", help="Root seed."),
     device: str = typer.Option("cpu", "--device", "-d", help="Torch device (cpu, cuda, ...)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default "

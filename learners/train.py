@@ -154,7 +154,11 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
         world = load_world(world)
     _check_family(method, world)
     if method != "ppo":
-        return _run_registered(method, world, steps, 256 if num_envs is None else num_envs,
+        # without num_envs, the bench's rule: 256 envs, fewer when one rollout of 32 steps per
+        # env would not fit the budget (a whole generation of 256 envs overshoots a tiny one)
+        from autoworld.leaderboard.bench import budget_num_envs
+
+        return _run_registered(method, world, steps, budget_num_envs(steps, num_envs),
                                seed, device, run_dir, resume, options, callback)
     if options is not None:
         raise TrainError("ppo takes its network and hyper-parameters as a PPOConfig (config=), "

@@ -152,3 +152,12 @@ def test_registered_methods_report_progress_to_the_callback() -> None:
     (final,) = [r for r in records if r["kind"] == "eval"]
     assert final["normalized"] == pytest.approx(result.score)
     assert final["step"] == result.steps
+
+
+def test_registered_methods_size_their_envs_to_a_small_budget() -> None:
+    from autoworld.learners.methods import MethodOptions
+
+    # 256 envs used to run whole generations of 256 episodes: 16,200 steps for a 3,000 budget
+    res = train(WORLD, method="es", steps=3000, num_envs=None, seed=0,
+                options=MethodOptions(policy=PolicyConfig(trunk="mlp", hidden=8)))
+    assert 3000 <= res.steps < 2 * 3000
