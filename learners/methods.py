@@ -231,9 +231,36 @@ class _Run:
             return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(data, default=float) + "\n")
+        tb = self._tensorboard()
+        if tb is not None and "env_steps" in data:
+            for k, v in data.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "env_steps" \
+                        and np.isfinite(v):
+                    tb.add_scalar(f"train/{k}", v, int(data["env_steps"]))
+
+    def _tensorboard(self):
+        """The run's TensorBoard writer (``run_dir/tb``), made on first use; None without a
+        run directory or without tensorboard installed."""
+        if not hasattr(self, "_tb"):
+            self._tb = None
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed; writing metrics.jsonl only")
+            else:
+                import shutil
+
+                shutil.rmtree(self.run_dir / "tb", ignore_errors=True)  # a fresh run's events
+                self._tb = SummaryWriter(str(self.run_dir / "tb"))
+        return self._tb
 
     def finish(self, policy: ActorCritic, env_steps: int, **extra: Any) -> MethodResult:
         res = self.evaluate(policy)
+        tb = self._tensorboard() if self.run_dir is not None else None
+        if tb is not None:
+            for k in ("mean_return", "success", "normalized", "normalized_gain"):
+                tb.add_scalar(f"eval/{k}", getattr(res, k), int(env_steps))
+            tb.close()
         callback = _PROGRESS.get()
         if callback is not None:
             callback({"kind": "eval", "step": int(env_steps), "mean_return": res.mean_return,

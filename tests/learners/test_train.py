@@ -161,3 +161,14 @@ def test_registered_methods_size_their_envs_to_a_small_budget() -> None:
     res = train(WORLD, method="es", steps=3000, num_envs=None, seed=0,
                 options=MethodOptions(policy=PolicyConfig(trunk="mlp", hidden=8)))
     assert 3000 <= res.steps < 2 * 3000
+
+
+def test_registered_methods_write_tensorboard_too(tmp_path) -> None:
+    from autoworld.learners.methods import MethodOptions
+
+    res = train(WORLD, method="es", steps=2000, num_envs=16, seed=0, run_dir=tmp_path,
+                options=MethodOptions(policy=PolicyConfig(trunk="mlp", hidden=8), population=4,
+                                      eval_episodes=1))
+    steps = _tensorboard_steps(tmp_path, "train/best_return")
+    assert steps and steps == sorted(steps) and steps[-1] <= res.steps
+    assert _tensorboard_steps(tmp_path, "eval/normalized") == [res.steps]
