@@ -133,6 +133,10 @@ class Leaderboard(BaseModel):
     matrix: list[Cell] = Field(description="World x method mean scores.")
     improvement: list[Improvement] = Field(description="P(X > Y) for every ordered pair.")
     profiles: dict[str, Profile] = Field(description="Performance profile per method.")
+    sampled_worlds: list[str] = Field(default_factory=list, description="Worlds with "
+                                      "stochastic dynamics: R is a Monte-Carlo mean there, "
+                                      "so R / R_opt can exceed 1 by sampling noise (marked ~ "
+                                      "in the tables).")
     inexact_worlds: list[str] = Field(default_factory=list, description="Worlds whose runs "
                                       "are normalized by an R_opt that is not exact (the "
                                       "runs' bound_flag); marked with a dagger in the tables.")
@@ -261,6 +265,8 @@ def build_leaderboard(
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
                        matrix=matrix, improvement=improvement, profiles=profiles,
                        inexact_worlds=sorted(inexact), notes=notes,
+                       sampled_worlds=[w for w in all_worlds
+                                       if world_tags[w].get("dynamics") == "stochastic"],
                        upper_bound=_upper_bound(scores, initial, methods, metric, seed))
 
 
@@ -321,6 +327,14 @@ def fmt(x: float) -> str:
 
 
 INEXACT_MARK = "\u2020"  # dagger: the world's R_opt is not exact
+SAMPLED_MARK = "~"  # stochastic dynamics: R / R_opt is a sampled estimate (can exceed 1)
+
+
+def _marked(lb: Leaderboard, world: str) -> str:
+    """A world's name with its marks (see the world x method table's caption)."""
+    marks = (INEXACT_MARK if world in lb.inexact_worlds else "") + (
+        SAMPLED_MARK if world in lb.sampled_worlds else "")
+    return f"{world} {marks}" if marks else world
 
 
 def text_tables(lb: Leaderboard) -> list[TextTable]:
@@ -350,16 +364,22 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
     )
     cells = {(c.world, c.method): c for c in lb.matrix}
     inexact = set(lb.inexact_worlds)
+    notes = []
+    if inexact:
+        notes.append(f"{INEXACT_MARK} R_opt is not exact there: a certified upper bound on a "
+                     "grid world (the oracle's state space was over its cap; R / R_opt is then "
+                     "conservative), the scripted expert's return on an arm world")
+    if lb.sampled_worlds:
+        notes.append(f"{SAMPLED_MARK} stochastic dynamics: R is a mean over sampled episodes "
+                     "and R_opt the exact expected optimum, so R / R_opt can exceed 1 by "
+                     "sampling noise")
     matrix = TextTable(
         title="World x method (mean over seeds)",
         columns=["world", *lb.methods],
-        rows=[[w + (f" {INEXACT_MARK}" if w in inexact else ""),
+        rows=[[_marked(lb, w),
                *(fmt(cells[(w, m)].mean) if (w, m) in cells else "-" for m in lb.methods)]
               for w in lb.worlds],
-        caption=None if not inexact else (
-            f"{INEXACT_MARK} R_opt is not exact there: a certified upper bound on a grid world "
-            "(the oracle's state space was over its cap; R / R_opt is then conservative), the "
-            "scripted expert's return on an arm world"),
+        caption="; ".join(notes) or None,
     )
     improvement = TextTable(
         title=f"Probability of improvement P(X > Y) ({pct} CI)",
@@ -629,11 +649,11 @@ def plot_matrix(lb: Leaderboard, path: Path) -> Path:
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if abs(grid[i, j]) > 0.6 * bound else "black")
     ax.set_xticks(range(cols), lb.methods, rotation=45, ha="right")
-    inexact = set(lb.inexact_worlds)
-    ax.set_yticks(range(rows), [w + (f" {INEXACT_MARK}" if w in inexact else "")
-                                for w in lb.worlds], fontsize=8)
+    ax.set_yticks(range(rows), [_marked(lb, w) for w in lb.worlds], fontsize=8)
+    legend = ([f"{INEXACT_MARK}: R_opt not exact"] if lb.inexact_worlds else []) + (
+        [f"{SAMPLED_MARK}: stochastic, can exceed 1"] if lb.sampled_worlds else [])
     ax.set_title(f"{METRIC_LABELS[lb.metric]}, mean over seeds"
-                 + (f"\n({INEXACT_MARK}: R_opt not exact)" if inexact else ""))
+                 + (f"\n({'; '.join(legend)})" if legend else ""))
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
     return _save(fig, path)

@@ -378,8 +378,12 @@ def test_worlds_with_an_inexact_r_opt_are_marked() -> None:
     lb = build_leaderboard(runs, reps=100, tags_of=TAGS.__getitem__)
     assert lb.inexact_worlds == ["IceRink-9x9"]
     matrix = next(t for t in text_tables(lb) if t.title.startswith("World x method"))
-    assert [row[0] for row in matrix.rows] == ["DoorKey-8x8", "Empty-6x6", "IceRink-9x9 \u2020"]
+    # IceRink is stochastic too (~: a sampled R can exceed the expected optimum)
+    assert lb.sampled_worlds == ["IceRink-9x9"]
+    assert [row[0] for row in matrix.rows] == ["DoorKey-8x8", "Empty-6x6",
+                                               "IceRink-9x9 \u2020~"]
     assert "R_opt is not exact there" in matrix.caption
+    assert "can exceed 1 by sampling noise" in matrix.caption
     assert "R_opt is not exact there" in render(lb, "md")
     plain = build_leaderboard(make_runs(), reps=100, tags_of=TAGS.__getitem__)
     assert plain.inexact_worlds == [] and "\u2020" not in render(plain, "md")
