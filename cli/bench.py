@@ -77,6 +77,14 @@ def bench_command(
         f"{len(cells)} cells{paired}; {len(cells) - len(todo)} already finished, {len(todo)} "
         f"to run ({backend}) -> {db}", soft_wrap=True
     )
+    earlier = sorted({(x["info"].get("num_envs"), x["info"].get("device"))
+                      for x in store.sessions()} - {(num_envs, device)}, key=str)
+    if earlier and todo:
+        was = ", ".join(f"--num-envs {n or 'default'} --device {d}" for n, d in earlier)
+        console.print(f"[yellow]warning:[/yellow] earlier calls on {db} ran cells with {was}; "
+                      f"this one runs with --num-envs {num_envs or 'default'} --device {device}, "
+                      "and a cell is only method x world x seed x steps, so the store will mix "
+                      "the settings (use another --db to keep them apart)", soft_wrap=True)
     runner = bench_lib.make_train_runner(
         device=device, num_envs=num_envs, run_root=str(run_dir) if run_dir else None,
         llm_base_url=llm_base_url, llm_workers=llm_workers,

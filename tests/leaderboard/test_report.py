@@ -171,8 +171,11 @@ def test_cli_bench_then_leaderboard(fake_learners, tmp_path: Path) -> None:
     assert "IQM" in res.output and len(list(plots.glob("*.png"))) == 4
     # a second budget in the same store: never pooled with the first, picked with --steps
     more = cli.invoke(app, ["bench", "--methods", "alpha", "--worlds", "Empty-6x6", "--seeds",
-                            "1", "--steps", "60", "--db", str(db)])
+                            "1", "--steps", "60", "--db", str(db), "--num-envs", "2"])
     assert more.exit_code == 0, more.output
+    # other settings than the store's earlier calls: said, since cells do not record them
+    assert "warning: earlier calls" in " ".join(more.output.split())
+    assert "warning" not in first.output
     res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200"])
     assert res.exit_code != 0 and "2 step budgets" in res.output and "--steps N" in res.output
     res = cli.invoke(app, ["leaderboard", "--db", str(db), "--reps", "200", "--steps", "60",
