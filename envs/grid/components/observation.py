@@ -315,7 +315,9 @@ def _filter_rows(comp: GridComponent, ctx, fn) -> None:
 @register
 class RandomMask(GridComponent):
     """Random occlusion: every step each cell of the view is independently hidden (shown as
-    unseen) with probability ``fraction``. The agent's own mark and padding are kept."""
+    unseen) with probability ``fraction``. Padding and, in a full-grid view, the agent's mark
+    are kept; an egocentric view has no agent mark (the agent is always at its bottom centre),
+    and the cell under the agent can be hidden like any other."""
 
     class Params(ComponentParams):
         kind: Literal["random_mask"] = "random_mask"
@@ -351,7 +353,8 @@ class RandomMask(GridComponent):
 class SymbolNoise(GridComponent):
     """Sensor noise: every step each visible cell of the view is replaced, with probability
     ``prob``, by a uniformly random cell symbol (any of the level cell types). Unseen cells,
-    the agent's own mark and padding are kept."""
+    padding and, in a full-grid view, the agent's mark are kept (an egocentric view has no
+    agent mark: the cell under the agent can be replaced like any other)."""
 
     class Params(ComponentParams):
         kind: Literal["symbol_noise"] = "symbol_noise"
