@@ -358,6 +358,13 @@ class GridVectorEnv(VectorEnv):
             level_ids = level_ids.expand(B) if level_ids.dim() == 0 else level_ids
             if level_ids.shape != (B,):
                 raise EngineError(f"options['level'] must be an int or {B} ints")
+            counts = self.engine.bank_count.to(level_ids.device)
+            bad = (level_ids < 0) | (level_ids >= counts)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise EngineError(f"options['level']: env {i} asks for level "
+                                  f"{int(level_ids[i])}, its world's bank holds levels "
+                                  f"0..{int(counts[i]) - 1}")
         if mask is not None:
             mask = torch.as_tensor(mask, device=self.device)
             if mask.dtype != torch.bool or mask.shape != (B,):

@@ -316,6 +316,12 @@ def test_vector_reset_mask_levels_and_seed():
         envs.reset(seed=[1, 2, 3, 4])
     with pytest.raises(EngineError):
         envs.reset(options={"reset_mask": [1, 0, 1, 0]})
+    # a level past a world's bank is an error, as in the single env (it used to wrap around)
+    mixed = make_vector_env(2, worlds=["DoorKey-8x8", "Empty-6x6"], split="test", seed=0)
+    mixed.reset(seed=0, options={"level": [9, 9]})
+    with pytest.raises(EngineError, match="env 1 asks for level 10, its world's bank holds "
+                                          "levels 0..9"):
+        mixed.reset(options={"level": [0, 10]})
 
 
 def test_heterogeneous_batch_and_vector_render():

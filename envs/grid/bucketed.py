@@ -448,6 +448,11 @@ class BucketedGridEngine:
         """(B,) index of each env's current level within its world's bank."""
         return self._cat([eng.level_index() for eng in self.buckets])
 
+    @property
+    def bank_count(self) -> torch.Tensor:
+        """(B,) number of levels in each env's world bank."""
+        return self._cat([eng.bank_count for eng in self.buckets])
+
     def set_env_keys(self, keys: torch.Tensor) -> None:
         """Give every env the random key ``keys[i]`` (B,); as :meth:`GridEngine.set_env_keys`."""
         keys = torch.as_tensor(keys, dtype=torch.long, device=self.device)

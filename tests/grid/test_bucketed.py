@@ -79,6 +79,7 @@ def test_contiguous_buckets_and_reset_options(worlds):
     _assert_same(single.reset(seed=11, level_ids=levels, mask=mask),
                  bucketed.reset(seed=11, level_ids=levels, mask=mask))
     assert torch.equal(single.level_index(), bucketed.level_index())
+    assert torch.equal(single.bank_count, bucketed.bank_count)
     _assert_same(_rollout(single, 30, seed=5)[1:], _rollout(bucketed, 30, seed=5)[1:])
 
 
