@@ -48,8 +48,13 @@ def show_command(
     lv = get_level(spec, split, level)
     engine = build_level_engine(spec, lv)
     text = render_ascii(engine, 0)
+    from autoworld.envs.grid import levels
+
+    size = levels.DEFAULT_SIZES.get(split)
+    beyond = (f"  [yellow](past the {size} levels of its {split} bank: generated the same "
+              "way, never scored)[/yellow]" if size is not None and level >= size else "")
     console.print(f"[bold]{spec.name}[/bold]  {split} level {level} (seed {lv.seed})  "
-                  f"{spec.height}x{spec.width}")
+                  f"{spec.height}x{spec.width}{beyond}", soft_wrap=True)
     console.print(f"[dim]{' '.join(tag_list(spec))}[/dim]")
     console.print(coloured_ascii(text))
     console.print(f"[dim]{level_legend(text)}[/dim]")
