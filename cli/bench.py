@@ -71,7 +71,8 @@ def bench_command(
     store = RunStore(db)
     todo = bench_lib.pending(store, cells)
     paired = ("" if len(cells) == len(method_names) * len(world_names) * seeds else
-              " (grid methods on grid worlds, arm methods on arm worlds)")
+              " (grid methods on grid worlds, arm methods on arm worlds; arm-bc and arm-es "
+              "on end-effector-delta worlds)")
     console.print(
         f"bench: {len(method_names)} methods x {len(world_names)} worlds x {seeds} seeds = "
         f"{len(cells)} cells{paired}; {len(cells) - len(todo)} already finished, {len(todo)} "

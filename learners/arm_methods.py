@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from autoworld.errors import SpecError
-from autoworld.learners.methods import MethodOptions, MethodResult, MethodSpec
+from autoworld.learners.methods import MethodError, MethodOptions, MethodResult, MethodSpec
 
 
 def arm_world_arg(world) -> Any:
@@ -50,11 +50,29 @@ def arm_world_arg(world) -> Any:
         return load_arm_world(text)
     camel = {"Arm" + "".join(p.capitalize() for p in t.split("_")): t for t in TASKS}
     head, _, arm = text.partition("-")
+    if len(arm) > 1 and arm[0] == "N" and arm[1:].isdigit():
+        arm = f"arm{arm[1:]}"  # the name results report (ArmReach-N5) names the same world
     if head not in camel or not arm:
         raise SpecError(f"unknown arm world {text!r}; use a spec file, an arm catalogue name "
                         f"(ArmReach-N3) or a name like {', '.join(sorted(camel))[:60]}...-arm3",
                         field="world")
     return arm_world(camel[head], arm)
+
+
+# methods whose policies emit end-effector deltas: they train the ee_delta worlds only
+EE_DELTA_METHODS = ("arm-bc", "arm-bc-debias", "arm-es")
+
+
+def _ee_delta_world(world, method: str):
+    """The arm world of ``world`` for a method whose policies emit end-effector deltas: a world
+    of another interface is refused (training it as ee_delta would score another world under
+    its name)."""
+    spec = arm_world_arg(world)
+    if spec.interface != "ee_delta":
+        raise MethodError(f"{method} trains end-effector-delta worlds and {spec.name} acts "
+                          f"through {spec.interface!r}; train it with arm-ppo, or use the "
+                          "world's ee_delta version")
+    return spec
 
 
 def normalized_scores(ret: float, expert: float, rand: float) -> tuple[float, float]:
@@ -86,10 +104,8 @@ def run_arm_bc(name: str, mode: str, world, steps: int = 2_000, num_envs: int = 
     from autoworld.learners.xembodiment import XPolicyConfig, save_xpolicy
 
     options = options or MethodOptions()
-    spec = arm_world_arg(world)
+    spec = _ee_delta_world(world, name)
     start = time.perf_counter()
-    if spec.interface != "ee_delta":
-        spec = spec.model_copy(update={"interface": "ee_delta"})
     policy = make_policy(XPolicyConfig(arch="mlp", head="mse", chunk=8), seed=seed)
     eval_seed = seed + 10_007  # validation scenes differ from the demonstrations'
     initial = rollout_success(policy, [spec], num_envs, seed=eval_seed, device=device)
@@ -198,9 +214,7 @@ def run_arm_es(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     from autoworld.learners.xembodiment import XPolicyConfig, save_xpolicy
 
     options = options or MethodOptions()
-    spec = arm_world_arg(world)
-    if spec.interface != "ee_delta":
-        spec = spec.model_copy(update={"interface": "ee_delta"})
+    spec = _ee_delta_world(world, "arm-es")
     start = time.perf_counter()
     policy = make_policy(XPolicyConfig(arch="mlp", head="mse", chunk=8, hidden=32, layers=1,
                                        embed_dim=8), seed=seed)

@@ -339,8 +339,15 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     from autoworld.learners.checkpoint import load_state, save_state
 
     options = options or MethodOptions()
-    cfg = config or default_config(steps, num_envs)
-    spec = arm_world_arg(world).model_copy(update={"interface": cfg.interface})
+    spec = arm_world_arg(world)
+    # the world's own action interface (a joint-velocity world trains joint velocities): a
+    # config that asks for another would train another world under this one's name
+    cfg = config or default_config(steps, num_envs).model_copy(
+        update={"interface": spec.interface})
+    if cfg.interface != spec.interface:
+        raise MethodError(f"{spec.name} acts through {spec.interface!r} and the config asks for "
+                          f"{cfg.interface!r}; use the world of that interface, or leave the "
+                          "config's interface as the world's")
     start = time.perf_counter()
     learner = ArmPPO(spec, cfg, steps, device=device, seed=seed)
     episodes = max(8, options.eval_episodes * 8)

@@ -151,12 +151,25 @@ def _is_arm_name(name: str) -> bool:
 
 def plan(methods: Sequence[str], worlds: Sequence[str], seeds: int | Sequence[int],
          steps: int) -> list[CellKey]:
-    """The grid of (method, world, seed) cells whose method trains on the world's family
-    (grid methods on grid worlds, arm methods on arm worlds), in a stable order."""
+    """The grid of (method, world, seed) cells whose method trains on the world (grid
+    methods on grid worlds, arm methods on arm worlds; the end-effector-delta arm methods on
+    those worlds only), in a stable order."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     return [CellKey(method=m, world=w, seed=s, steps=steps)
-            for m in methods for w in worlds for s in seed_list
-            if method_family(m) == world_family(w)]
+            for m in methods for w in worlds for s in seed_list if trains_on(m, w)]
+
+
+def trains_on(method: str, world: str) -> bool:
+    """Whether ``method`` can train on ``world``: the same family, and for the arm methods
+    that emit end-effector deltas, a world of that interface."""
+    if method_family(method) != world_family(world):
+        return False
+    if world_family(world) == "arm":
+        from autoworld.learners.arm_methods import EE_DELTA_METHODS
+
+        if method in EE_DELTA_METHODS:
+            return _load_world(world).interface == "ee_delta"
+    return True
 
 
 def pending(store: RunStore, cells: Sequence[CellKey]) -> list[CellKey]:

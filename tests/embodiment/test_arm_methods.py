@@ -42,3 +42,33 @@ def test_arm_bc_methods_run(name):
     assert res.method == name and 0.0 <= res.success <= 1.0
     assert res.extra["debias"] == ("debias" if name.endswith("debias") else "none")
     assert res.extra["demonstrations"] >= 1 and res.extra["chunks"] >= 1
+
+
+def test_a_joint_velocity_world_is_trained_as_itself_or_refused():
+    from autoworld.leaderboard.bench import plan
+    from autoworld.learners.arm_ppo import ArmPPOConfig, run_arm_ppo
+    from autoworld.learners.methods import METHODS, MethodError
+
+    world = "ArmReach-N3-JointVel"
+    assert arm_world_arg(world).interface == "joint_velocity"
+    # arm-ppo used to train the ee_delta version of the world under the joint-velocity name
+    res = METHODS["arm-ppo"].run(world, steps=512, num_envs=8)
+    assert res.world == world and res.extra["config"]["interface"] == "joint_velocity"
+    with pytest.raises(MethodError, match="acts through 'joint_velocity'"):
+        run_arm_ppo(world, steps=512, num_envs=8,
+                    config=ArmPPOConfig(num_envs=8, num_steps=16, interface="ee_delta"))
+    for name in ("arm-bc", "arm-es"):  # their policies emit end-effector deltas
+        with pytest.raises(MethodError, match="trains end-effector-delta worlds"):
+            METHODS[name].run(world, steps=64, num_envs=8)
+    cells = plan(["arm-ppo", "arm-bc", "arm-es"], ["ArmReach-N3", world], 1, 100)
+    assert [(c.method, c.world) for c in cells] == [
+        ("arm-ppo", "ArmReach-N3"), ("arm-ppo", world), ("arm-bc", "ArmReach-N3"),
+        ("arm-es", "ArmReach-N3")]
+
+
+def test_the_names_results_report_load_again():
+    from autoworld.envs.arm.spec import arm_world
+
+    made = arm_world("reach", "arm5")
+    assert made.name == "ArmReach-N5"  # what results and tables call it
+    assert arm_world_arg(made.name).model_dump() == made.model_dump()
