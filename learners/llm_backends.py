@@ -58,8 +58,8 @@ class _OpenAIChooser:
             rep = self.client.chat(messages, json_schema=self.schema if self.cfg.structured
                                    else None, schema_name="Action", seed=seed,
                                    temperature=self.cfg.temperature)
-        except GenerationError as exc:
-            log.warning("language agent request failed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not end the evaluation
+            log.warning("language agent request failed: %s: %s", type(exc).__name__, exc)
             return _Reply(text=None)
         return _Reply(text=rep.text, prompt_tokens=rep.prompt_tokens,
                       completion_tokens=rep.completion_tokens)

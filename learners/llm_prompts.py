@@ -142,7 +142,7 @@ def _match_value(value: Any, names: list[str]) -> int | None:
         v = value.strip().lower()
         if v in names:
             return names.index(v)
-        if v.isdigit() and int(v) < len(names):
+        if v.isascii() and v.isdigit() and int(v) < len(names):  # not "²": int() refuses it
             return int(v)
     return None
 
@@ -172,6 +172,6 @@ def parse_action(text: str, names: list[str] | tuple[str, ...]) -> int | None:
     if len(named) == 1:
         return named[0]
     stripped = text.strip().strip(".").strip()
-    if stripped.isdigit() and int(stripped) < len(names):
+    if stripped.isascii() and stripped.isdigit() and int(stripped) < len(names):
         return int(stripped)
     return None

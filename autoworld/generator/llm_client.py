@@ -52,6 +52,10 @@ def _import_openai() -> Any:
     return openai
 
 
+class _BadReply(Exception):
+    """An answer with status 200 that is not a chat completion."""
+
+
 class LLMClient:
     """Chat completions against one OpenAI-compatible endpoint.
 
@@ -62,7 +66,8 @@ class LLMClient:
         api_key: default ``$AUTOWORLD_LLM_API_KEY``, else ``$OPENAI_API_KEY``, else a
             placeholder (local servers ignore it).
         timeout: seconds per HTTP attempt.
-        max_retries: retries after the first attempt on network errors, timeouts, 429 and 5xx.
+        max_retries: retries after the first attempt on network errors, timeouts, 408, 409,
+            429, 5xx and 200 answers that are not a completion (a proxy's page, cut JSON).
         backoff: seconds before the first retry; doubled for each further retry.
     """
 
@@ -95,7 +100,12 @@ class LLMClient:
         if isinstance(exc, (openai.APIConnectionError, openai.RateLimitError,
                             openai.InternalServerError)):  # APITimeoutError is a connection error
             return True
-        return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+        if isinstance(exc, (_BadReply, ValueError)):
+            return True  # a proxy's page or a half-sent body: the next attempt may be whole
+        # 408 (the server timed out) and 409 (a conflict) are worth another try, as the SDK's
+        # own retries judge them
+        return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500
+                                                          or exc.status_code in (408, 409))
 
     def chat(self, messages: list[dict[str, str]], json_schema: dict[str, Any] | None = None,
              schema_name: str = "WorldSpec", seed: int | None = None,
@@ -120,7 +130,12 @@ class LLMClient:
         for attempt in range(1, self.max_retries + 2):
             try:
                 resp = client.chat.completions.create(**kwargs)
-            except openai.OpenAIError as exc:
+                if not getattr(resp, "choices", None):
+                    # a 200 without choices: an HTML page of a proxy, or {"error": ...}
+                    raise _BadReply(f"the reply has no choices: {str(resp)[:200]}")
+            except (openai.OpenAIError, _BadReply, ValueError) as exc:
+                # ValueError: a body that is not JSON (json.JSONDecodeError) or not a
+                # completion; every failure of a request is a GenerationError to the caller
                 last = exc
                 if not self._retryable(exc) or attempt > self.max_retries:
                     break
@@ -129,9 +144,7 @@ class LLMClient:
                             type(exc).__name__, attempt, self.max_retries, delay)
                 time.sleep(delay)
                 continue
-            text = ""
-            if getattr(resp, "choices", None):
-                text = resp.choices[0].message.content or ""
+            text = resp.choices[0].message.content or ""
             usage = getattr(resp, "usage", None)
             return ChatReply(
                 text=text,
@@ -141,7 +154,8 @@ class LLMClient:
         assert last is not None
         kind = type(last).__name__
         detail = " ".join(str(last).split())[:300]
-        if isinstance(last, openai.APIStatusError) and not self._retryable(last):
+        if isinstance(last, openai.APIStatusError) and not self._retryable(last) and \
+                last.status_code in (400, 401, 403, 404):
             raise GenerationError(
                 f"LLM endpoint {where} rejected the request ({kind} {last.status_code}: "
                 f"{detail}); check the model name ({self.model!r}) and the API key "
