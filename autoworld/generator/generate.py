@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoworld.errors import AutoworldError, GenerationError
 from autoworld.generator.base import Backend, Proposal
 from autoworld.validation import (
     ALL_STAGES,
@@ -178,6 +179,23 @@ def level_bank_text(spec, report: ValidationReport) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
+def _unique_name(spec, out: Path, written: dict[str, str]):
+    """``spec``, renamed ``<name>-<hash6>`` when another world already holds its name in
+    ``out`` or in this run (LLM backends reuse names; the second would overwrite the first)."""
+    from autoworld.spec import load_spec
+
+    path = out / f"{spec.name}.yaml"
+    held = written.get(spec.name)
+    if held is None and path.is_file():
+        try:
+            held = load_spec(path).content_hash
+        except AutoworldError:
+            held = ""  # an unreadable file there: do not overwrite it either
+    if held is None or held == spec.content_hash:
+        return spec
+    return spec.model_copy(update={"name": f"{spec.name[:57]}-{spec.content_hash[:6]}"})
+
+
 def write_world(spec, report: ValidationReport, out: Path) -> tuple[str, ...]:
     """Write ``out/<name>.yaml`` and ``out/levels/<name>.json`` atomically (bank first, then the
     spec; a failure removes what this call wrote, so nothing is left half-written)."""
@@ -208,6 +226,7 @@ class Generator:
     def __init__(self, backend: Backend, config: GeneratorConfig | None = None) -> None:
         self.backend = backend
         self.config = config or GeneratorConfig()
+        self._written: dict[str, str] = {}  # names written to an out folder -> content hash
 
     def _validation_config(self, levels: int) -> ValidationConfig:
         c = self.config
@@ -278,7 +297,15 @@ class Generator:
         rounds = 0
         for r in range(self.config.repair_rounds + 1):
             rounds = r + 1
-            proposal = self.backend.propose(theme, round_seed(seed, r), feedback=feedback)
+            try:
+                proposal = self.backend.propose(theme, round_seed(seed, r), feedback=feedback)
+            except GenerationError as exc:
+                # the backend itself failed (an endpoint down after its retries): this world
+                # is rejected and the run goes on, keeping the worlds already made
+                log.warning("%s (seed %d): the backend failed: %s", theme[:60], seed, exc)
+                return WorldResult(theme=theme, seed=seed, accepted=False, stage="backend",
+                                   reason=str(exc), rounds=rounds,
+                                   seconds=time.perf_counter() - start)
             proposals.append(proposal)
             report = validate(proposal.data if proposal.data is not None else None, cfg,
                               novelty_index=index)
@@ -305,6 +332,9 @@ class Generator:
         spec = parse_spec(proposal.data)
         if index is not None:
             index.add(spec)
+        if out is not None:
+            spec = _unique_name(spec, out, self._written)
+            self._written[spec.name] = spec.content_hash
         files = write_world(spec, report, out) if out is not None else ()
         return WorldResult(theme=theme, seed=seed, accepted=True, name=spec.name,
                            content_hash=spec.content_hash, spec=spec.model_dump(mode="json"),

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from autoworld.cli.app import app
 from autoworld.envs.catalogue import load_world
+from autoworld.errors import GenerationError
 from autoworld.generator.base import Proposal
 from autoworld.generator.generate import Generator, GeneratorConfig
 from autoworld.generator.procedural import ProceduralBackend, sample_spec
@@ -138,3 +139,34 @@ def test_a_world_above_the_state_budget_fails_the_levels_stage_with_the_reason()
     fresh = {**data, "name": "IcyBudget-7x7", "max_steps": data["max_steps"] - 1}
     run = Generator(ScriptedBackend([fresh]), tight).generate("t", n=1, levels=3)
     assert run.results[0].stage == "levels" and "reachable states" in run.results[0].reason
+
+
+def test_worlds_sharing_a_name_do_not_overwrite_each_other(tmp_path: Path):
+    good = sample_spec("an icy maze", 0)
+    twins = [{**good, "name": "IceMaze", "max_steps": m} for m in (41, 42)]
+    run = Generator(ScriptedBackend(twins), FAST).generate("ice", n=2, seed=0, levels=1,
+                                                           out=tmp_path)
+    assert run.accepted == 2
+    first, second = run.results
+    assert first.name == "IceMaze" and second.name == f"IceMaze-{second.content_hash[:6]}"
+    assert load_spec(tmp_path / "IceMaze.yaml").max_steps == 41  # not overwritten
+    assert load_spec(tmp_path / f"{second.name}.yaml").max_steps == 42
+    assert len(list((tmp_path / "levels").iterdir())) == 2
+
+
+class FailingBackend(ScriptedBackend):
+    """Its endpoint goes down after the first reply."""
+
+    def propose(self, theme, seed, feedback=None, parent=None) -> Proposal:
+        if not self.replies:
+            raise GenerationError("LLM endpoint failed after 3 attempt(s) (503)")
+        return super().propose(theme, seed, feedback, parent)
+
+
+def test_a_backend_failure_rejects_that_world_and_keeps_the_others(tmp_path: Path):
+    good = sample_spec("an icy maze", 0)
+    run = Generator(FailingBackend([good]), FAST).generate("ice", n=2, seed=0, levels=1,
+                                                           out=tmp_path)
+    assert [r.accepted for r in run.results] == [True, False]
+    assert run.results[1].stage == "backend" and "503" in run.results[1].reason
+    assert (tmp_path / f"{run.results[0].name}.yaml").is_file()  # the first world is kept
