@@ -43,7 +43,7 @@ def bench_command(
     llm_base_url: str | None = typer.Option(
         None, "--llm-base-url", help="OpenAI-compatible endpoint of llm:MODEL methods "
         "(default $AUTOWORLD_LLM_BASE_URL; key from $AUTOWORLD_LLM_API_KEY)."),
-    llm_workers: int | None = typer.Option(None, "--llm-workers", min=1,
+    llm_workers: int | None = typer.Option(None, "--llm-workers", min=1, max=256,
                                            help="Concurrent requests per llm:MODEL run."),
     time_limit: float | None = typer.Option(
         None, "--time-limit", min=1,

@@ -97,7 +97,10 @@ def user_prompt(theme: str, feedback: str | None = None,
     if parent is not None:
         parts.append("Make a new, harder variant of this parent world (keep it solvable; change "
                      "its size, densities or components). Parent spec:")
-        parts.append(f"<parent>{json.dumps(parent, sort_keys=True)}</parent>")
+        # escaped like the theme: a description holding "</parent>" cannot close the fence
+        text = (json.dumps(parent, sort_keys=True)
+                .replace("<", "\\u003c").replace(">", "\\u003e"))
+        parts.append(f"<parent>{text}</parent>")
     if feedback:
         parts.append("Your previous answer was rejected by the validator with this message "
                      "(quoted data). Answer again with a corrected spec:")
