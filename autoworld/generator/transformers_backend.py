@@ -45,9 +45,12 @@ def load_causal_lm(transformers: Any, path: str, device: Any, error: type[Except
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         model = transformers.AutoModelForCausalLM.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, and safetensors' own error
+        # (unreadable weights, e.g. a git-lfs pointer): all mean "not a usable model folder"
+        hint = "; are the weights whole (git lfs pull)?" if "safetensor" in \
+            type(exc).__name__.lower() else ""
         raise error(f"{prefix}cannot load a causal LM from {path}: "
-                    f"{' '.join(str(exc).split())[:300]}") from None
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}{hint}") from None
     model.to(device).eval()
     return tokenizer, model
 

@@ -119,3 +119,16 @@ def test_compact_schema_instances_are_worldspecs():
 def test_missing_model_folder_is_a_clean_error(tmp_path):
     with pytest.raises(GenerationError, match="no model folder"):
         TransformersBackend(tmp_path / "nope")
+
+
+def test_unreadable_weights_are_a_clean_error(tiny_model_dir, tmp_path):
+    import shutil
+
+    from autoworld.generator.transformers_backend import load_causal_lm
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    transformers = pytest.importorskip("transformers")
+    with pytest.raises(GenerationError, match=r"cannot load a causal LM .*git lfs pull"):
+        load_causal_lm(transformers, str(broken), "cpu", GenerationError)
