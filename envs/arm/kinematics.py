@@ -144,10 +144,12 @@ def workspace_radii(arm: Embodiment, samples: int = 256, iters: int = 300,
     links, lo, hi, _ = padded(arm)
     n = arm.n_joints
     r_max = float(links.sum())
-    if n == 2:  # |l0 + l1 e^{i q1}| is smallest at the legal q1 closest to pi
-        q1 = min(max(math.pi, float(lo[1])), float(hi[1]))
+    if n == 2:  # |l0 + l1 e^{i q1}| is smallest where cos q1 is: at an odd multiple of pi
+        a, b = float(lo[1]), float(hi[1])  # in the limits, else at the limit whose cos is least
+        odd_pi = math.pi + 2 * math.pi * math.ceil((a - math.pi) / (2 * math.pi))
+        c = -1.0 if odd_pi <= b else min(math.cos(a), math.cos(b))
         l0, l1 = float(links[0]), float(links[1])
-        return math.sqrt(max(l0 * l0 + l1 * l1 + 2 * l0 * l1 * math.cos(q1), 0.0)), r_max
+        return math.sqrt(max(l0 * l0 + l1 * l1 + 2 * l0 * l1 * c, 0.0)), r_max
     g = torch.Generator().manual_seed(seed)
     q = lo + (hi - lo) * torch.rand(samples, N_MAX, generator=g)
     q[:, 0] = 0.0

@@ -139,3 +139,12 @@ def test_reachability_with_a_limited_base_is_searched_numerically():
     # (0.8, 0) needs the base at +-0.64 rad (elbow 1.29 rad): just outside +-0.5
     pts = torch.tensor([[0.9, 0.0], [0.6, 0.3], [0.8, 0.0], [-0.9, 0.0], [0.0, -0.9]])
     assert reachable(arm, pts).tolist() == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("elbow", [(-3.0, 1.0), (-1.0, 3.0), (-2.0, 2.5), (-math.pi, math.pi)])
+def test_two_link_inner_radius_matches_brute_force(elbow):
+    arm = Embodiment("two", (0.5, 0.4), ((-math.pi, math.pi), elbow), (0.15, 0.15))
+    q = torch.linspace(elbow[0], elbow[1], 200_001, dtype=torch.float64)
+    brute = float(torch.sqrt(0.25 + 0.16 + 0.4 * torch.cos(q)).min())
+    # the legal elbow angle nearest +-pi may be the lower limit (it used to look at +pi only)
+    assert workspace_radii(arm)[0] == pytest.approx(brute, abs=1e-6)
