@@ -188,6 +188,9 @@ class ArmEngine:
             rows.setdefault(k, []).append(v)
 
         self.arms = [w.arm for w in self.worlds]
+        # bound of positions in observations (end-effector, goals): 2.0 for the standard arms
+        # (reach 1.0), twice the longest reach for arms built longer (links up to 2.0 each)
+        self.coord_bound = max(2.0, 2.0 * max(sum(a.link_lengths) for a in self.arms))
         for w, arm in zip(self.worlds, self.arms, strict=True):
             links, lo, hi, vel = padded(arm)
             mask = arm.joint_mask()
@@ -430,8 +433,9 @@ class ArmEngine:
         joint_state, ee, task = self._observe_parts(s, self._ctx, self.tasks_present)
         obs = {"joint_state": joint_state, "joint_desc": self.joint_desc,
                "joint_mask": self.joint_mask, "ee": ee, "task": task}
-        if self.obs_velocity:
-            obs["joint_vel"] = (batch_last(s.dq) / self.p_bl["vel"]).t().contiguous()
+        if self.obs_velocity:  # clamped: (q + dq / r) - q rounds a hair past dq / r
+            obs["joint_vel"] = (batch_last(s.dq) / self.p_bl["vel"]).clamp(-1.0, 1.0
+                                                                             ).t().contiguous()
         return obs
 
     def _obs_context(self, p: dict[str, torch.Tensor]) -> dict:
@@ -504,8 +508,8 @@ class ArmEngine:
         spec = {"joint_state": ((N_MAX, 3), torch.float32, -1.0, 1.0),
                 "joint_desc": ((N_MAX, JOINT_DESC_DIM), torch.float32, -math.pi, math.pi),
                 "joint_mask": ((N_MAX,), torch.bool, 0, 1),
-                "ee": ((3,), torch.float32, -2.0, 2.0),
-                "task": ((TASK_DIM,), torch.float32, -2.0, 2.0)}
+                "ee": ((3,), torch.float32, -self.coord_bound, self.coord_bound),
+                "task": ((TASK_DIM,), torch.float32, -self.coord_bound, self.coord_bound)}
         if self.obs_velocity:
             spec["joint_vel"] = ((N_MAX,), torch.float32, -1.0, 1.0)
         return spec
@@ -598,7 +602,7 @@ class ArmEngine:
             ee = pts_new[:, -1]
             reward = reward - bf * p["penalty"]
         dq = q_new - q
-        joint_action = batch_last(dq / pb["vel"])  # (B, N_MAX) executed command
+        joint_action = batch_last(dq / pb["vel"]).clamp(-1.0, 1.0)  # (B, N_MAX) executed
         s.q, s.pts, s.dq = batch_last(q_new), batch_last(pts_new), batch_last(dq)
         s.magnet = grip & p["gripper"]
         if present & {"push", "pick_place"}:
@@ -649,7 +653,8 @@ class ArmEngine:
                 obs[key] = (_where(done, v, final_obs[key]) if idx is None
                             else final_obs[key].index_copy(0, idx, v))
             if self.obs_velocity:
-                obs["joint_vel"] = (batch_last(s.dq) / pb["vel"]).t().contiguous()
+                obs["joint_vel"] = (batch_last(s.dq) / pb["vel"]).clamp(-1.0, 1.0
+                                                                      ).t().contiguous()
         return obs, reward, terminated, truncated, info
 
     def _disk_rules(self, s: ArmState, ee: torch.Tensor) -> None:

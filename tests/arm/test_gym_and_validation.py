@@ -112,3 +112,26 @@ def test_validation_flags_unreachable_targets():
     ok = validate_arm_spec(arm_world("reach", "arm3", scene={"radius_lo": 0.15,
                                                              "radius_hi": 0.8}), episodes=4)
     assert all(s.unreachable == 0 for s in ok.reachability)
+
+
+def test_observations_stay_in_their_space_for_long_arms_and_velocities():
+    from autoworld.envs.arm.spec import ArmWorldSpec, EmbodimentSpec
+
+    # links up to 2.0 each are legal: a 3.0-long arm reached past the old +-2.0 bound
+    emb = EmbodimentSpec(name="big", link_lengths=(1.5, 1.5),
+                         joint_limits=((-3.14159, 3.14159), (-2.6, 2.6)), vel_limits=(0.15, 0.15))
+    big = ArmWorldSpec(**{**arm_world("reach", "arm2").model_dump(), "embodiment": emb.model_dump(),
+                          "name": "BigReach"})
+    env = ArmEnv(big)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    check_env(env, skip_render_check=True)
+    # joint velocities are exactly within +-1 (a rounding hair used to push them past it)
+    env = ArmEnv(arm_world("reach", "arm3"), obs_velocity=True)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(300):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        if terminated or truncated:
+            env.reset()
