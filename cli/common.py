@@ -102,15 +102,30 @@ def grid_world_arg(world: str, command: str):
     return spec
 
 
+def spec_family(path: str) -> str | None:
+    """The ``family`` a spec file declares (``grid`` when it names none); None when ``path`` is
+    not a readable .yaml/.yml/.json mapping (the loaders then say what is wrong)."""
+    p = Path(path)
+    if p.suffix not in (".yaml", ".yml", ".json") or not p.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))  # JSON is YAML too
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    return str(data.get("family", "grid")) if isinstance(data, dict) else None
+
+
 def load_world_arg(world: str):
     """A catalogue world by name or a spec file by path; a missing file is a clear error."""
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.errors import CatalogueError
 
-    if world not in list_worlds() and world.startswith("Arm"):
+    if world not in list_worlds() and (world.startswith("Arm") or spec_family(world) == "arm"):
         from autoworld.learners.arm_methods import arm_world_arg
 
-        return arm_world_arg(world)  # ArmReach-N3 (arm catalogue) or ArmReach-arm3
+        return arm_world_arg(world)  # ArmReach-N3 (arm catalogue), ArmReach-arm3, an arm file
     if world not in list_worlds():
         p = Path(world)
         if p.suffix in (".yaml", ".yml", ".json") and not p.is_file():

@@ -47,15 +47,14 @@ def validate_command(
     """Validate SPEC stage by stage: schema, build, smoke, levels, reliability (and novelty)."""
     from pathlib import Path
 
-    from autoworld.cli.common import check_device, check_split
+    from autoworld.cli.common import check_device, check_split, spec_family
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.validation import NoveltyIndex, ValidationConfig, validate
 
     check_split(split)
     check_device(device)
-    if spec not in list_worlds() and spec.startswith("Arm"):
-        raise fail(f"{spec}: validate checks grid world specs; the arm family's worlds are "
-                   "built in (see `autoworld list --tag arm`)")
+    if spec not in list_worlds() and (spec.startswith("Arm") or spec_family(spec) == "arm"):
+        return _validate_arm(spec, as_json)
     if spec not in list_worlds():
         p = Path(spec)
         if not p.is_file():
@@ -102,3 +101,25 @@ def validate_command(
         raise fail(f"invalid spec: {report.error}", code=EXIT_INVALID)
     if not as_json:
         console.print(Text(f"valid: {report.world} passed every stage", style="bold green"))
+
+
+def _validate_arm(name: str, as_json: bool) -> None:
+    """An arm world (catalogue name, Arm<Task>-<arm> or arm spec file): the arm family's own
+    checks (targets within reach on both splits, the scripted expert succeeds)."""
+    import json
+
+    from autoworld.envs.arm.validation import validate_arm_spec
+    from autoworld.learners.arm_methods import arm_world_arg
+
+    report = validate_arm_spec(arm_world_arg(name))
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        console.print(f"validate {report.name} (arm): workspace r in [{report.r_min:.3f}, "
+                      f"{report.r_max:.3f}] m, expert success "
+                      f"{'-' if report.expert_success is None else f'{report.expert_success:.2f}'}"
+                      f" over {report.episodes} episodes", soft_wrap=True)
+    if not report.ok:
+        raise fail("invalid arm world: " + "; ".join(report.errors), code=EXIT_INVALID)
+    if not as_json:
+        console.print(Text(f"valid: {report.name} passed every check", style="bold green"))

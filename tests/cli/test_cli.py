@@ -250,7 +250,6 @@ def test_installed_console_script_lists_the_catalogue():
      "Empty-6x6 is a grid world and arm-ppo trains arm worlds"),
     (["show", "ArmReach-N3"], "`autoworld show` works on grid worlds"),
     (["demo", "--world", "ArmReach-N3"], "`autoworld demo` works on grid worlds"),
-    (["validate", "ArmReach-N3"], "validate checks grid world specs"),
 ])
 def test_wrong_device_or_world_family_is_one_clear_line(args, message) -> None:
     result = invoke(*args)
@@ -275,3 +274,17 @@ def test_list_on_a_narrow_terminal_cuts_no_column(monkeypatch) -> None:
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "ScrambledControlsDungeon-95e693-11x11" in out  # the longest name, whole
     assert "Gymnasium id of each: autoworld/<name>-v0" in out
+
+
+def test_arm_spec_files_are_routed_by_their_family_not_their_name(tmp_path) -> None:
+    from autoworld.envs.arm.spec import arm_world, spec_to_yaml
+
+    path = tmp_path / "myarm.yaml"  # no "Arm" in the name: the file's family decides
+    path.write_text(spec_to_yaml(arm_world("reach", "arm3")))
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0, result.output
+    assert "(arm)" in result.stdout and "passed every check" in result.stdout
+    result = invoke("train", str(path), "--method", "arm-ppo", "--steps", "256", "--num-envs",
+                    "8", "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["world"] == "ArmReach-N3"
