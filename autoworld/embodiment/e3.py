@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from autoworld.embodiment.common import (
     Scale,
     collect,
@@ -70,9 +68,10 @@ def side_split(demos, chunk: int, mode: str, rate_model=None, seed: int = 0,
     right = cross < 0
     lateral = cross.abs() > 1e-6
     side = sub.side[e]
-    # the expert's side convention is its own: measure agreement up to one global sign
+    # the expert records +1 for a detour to the right of the start-to-goal line, -1 to the
+    # left (``ScriptedExpert.side``): no sign folding, so chunks that move to the wrong side
+    # score low (folding the share to >= 0.5 hid exactly that)
     agree = ((right == (side > 0)) & lateral).float().sum() / lateral.float().sum().clamp_min(1)
-    agree = torch.maximum(agree, 1 - agree)
     return {"chunks": int(lateral.sum()), "right_share": float(right[lateral].float().mean()),
             "agreement": float(agree)}
 

@@ -100,3 +100,14 @@ def test_cli_passes_options_and_rejects_bad_ones(tmp_path, monkeypatch):
     assert run(app, ["E9", "--out", str(tmp_path)]).exit_code == 2
     assert run(app, ["E1", "--quick", "--tiny"]).exit_code == 2
     assert len(calls) == 3
+
+
+def test_side_agreement_sees_chunks_on_the_wrong_side():
+    from autoworld.embodiment.common import collect, worlds_for
+    from autoworld.embodiment.e3 import side_split
+
+    demos = collect(worlds_for(("reach_around",), "arm3"), 12, seed=0)
+    right = side_split(demos, 4, "none")["agreement"]
+    assert right > 0.7  # the expert's +1 is a detour to the right of the start-goal line
+    demos.side = -demos.side  # every recorded side wrong: it used to score the same
+    assert side_split(demos, 4, "none")["agreement"] == pytest.approx(1 - right)
