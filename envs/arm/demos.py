@@ -89,6 +89,9 @@ class DemoSet:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
+            mask = os.umask(0o022)  # mkdtemp makes the folder owner-only; give it the mode a
+            os.umask(mask)  # plain mkdir would
+            os.chmod(tmp, 0o777 & ~mask)
             save_file({k: getattr(self, k).contiguous().cpu() for k in self._tensor_fields()},
                       str(tmp / "tensors.safetensors"))
             meta = {"format": "autoworld.arm.demos", "version": FORMAT_VERSION,

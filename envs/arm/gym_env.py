@@ -151,6 +151,8 @@ class ArmEnv(gymnasium.Env):
         if a.shape[1] != self.action_space.shape[0]:
             raise EngineError(f"action must have {self.action_space.shape[0]} values "
                               f"(got {a.shape[1]})")
+        if not bool(torch.isfinite(a).all()):  # a NaN would poison the state to the episode end
+            raise EngineError(f"action must be finite numbers (got {a[0].tolist()})")
         before = self.engine.state.clone() if self.render_mode else None
         obs, reward, term, trunc, info = self.engine.step(a)
         terminated, truncated = bool(term[0]), bool(trunc[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -136,6 +137,9 @@ def test_demo_set_saves_loads_and_subsets(tmp_path, rate_demos):
     assert len(d) == 6 and d.joint_state.shape[0] == 6 and len(d.world) == 6
     path = d.save(tmp_path / "demos")
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "tensors.safetensors"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's owner-only 0700
     again = DemoSet.load(path)
     for k in ("joint_state", "ee_action", "joint_action", "valid", "length", "side", "speed"):
         assert torch.equal(getattr(again, k), getattr(d, k)), k

@@ -135,3 +135,12 @@ def test_observations_stay_in_their_space_for_long_arms_and_velocities():
         assert env.observation_space.contains(obs)
         if terminated or truncated:
             env.reset()
+
+
+def test_a_nan_action_is_an_error_not_a_poisoned_episode():
+    from autoworld.errors import EngineError
+
+    env = ArmEnv(arm_world("reach", "arm3"))
+    env.reset(seed=0)
+    with pytest.raises(EngineError, match="finite"):
+        env.step(np.array([np.nan, 0.0, 0.0], dtype=np.float32))
