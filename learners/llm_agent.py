@@ -66,6 +66,7 @@ from autoworld.learners.llm_config import (
 )
 from autoworld.learners.llm_prompts import (
     ACTIONS,
+    FACING,
     _carrying,
     action_table,
     observation_texts,
@@ -127,9 +128,11 @@ class LLMAgent:
         return NOOP_ACTION if fb == "noop" else int(fb)
 
     def messages(self, step: int, observation: str, history: list[tuple[int, str, float]],
-                 total: float, carrying: bool | None = None) -> list[dict[str, str]]:
+                 total: float, carrying: bool | None = None, facing: str | None = None
+                 ) -> list[dict[str, str]]:
         """The chat messages of one decision."""
-        user = user_prompt(step, self.spec.max_steps, observation, history, total, carrying)
+        user = user_prompt(step, self.spec.max_steps, observation, history, total, carrying,
+                           facing)
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def act(self, prompts: list[list[dict[str, str]]], step: int) -> list[int]:
@@ -194,8 +197,13 @@ def evaluate_agent(agent: LLMAgent, spec=None, split: Literal["validation", "tes
         rows = np.flatnonzero(alive)
         texts = observation_texts(obs, rows)
         carry = _carrying(obs, rows)
-        prompts = [agent.messages(t, txt, list(hist[i]), float(total[i]), c)
-                   for i, txt, c in zip(rows, texts, carry, strict=True)]
+        if spec.component("egocentric") is not None:  # the view turns with the agent
+            dirs = eng.state.dir[torch.as_tensor(rows, dtype=torch.long)].tolist()
+            facing: list[str | None] = [FACING[int(d)] for d in dirs]
+        else:
+            facing = [None] * len(rows)
+        prompts = [agent.messages(t, txt, list(hist[i]), float(total[i]), c, f)
+                   for i, txt, c, f in zip(rows, texts, carry, facing, strict=True)]
         chosen = agent.act(prompts, t)
         actions = torch.full((B,), NOOP_ACTION, dtype=torch.long)
         actions[torch.as_tensor(rows, dtype=torch.long)] = torch.tensor(chosen, dtype=torch.long)

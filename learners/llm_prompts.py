@@ -115,14 +115,22 @@ def system_prompt(spec, reply: Literal["json", "number"] = "json") -> str:
             f"# Actions\n{actions}\n\n{form}")
 
 
+# the compass name of each direction index (``symbols.DIR_DELTAS``: east, south, west, north)
+FACING = ("east", "south", "west", "north")
+
+
 def user_prompt(step: int, max_steps: int, observation: str,
                 history: list[tuple[int, str, float]], total: float,
-                carrying: bool | None = None) -> str:
-    """The user message of one decision: the step, recent history and the observation."""
+                carrying: bool | None = None, facing: str | None = None) -> str:
+    """The user message of one decision: the step, recent history and the observation.
+    ``facing``: the compass direction the agent faces, for views that turn with it (an
+    egocentric view's top is "ahead", and cardinal actions need to know which way that is)."""
     lines = [f"Step {step + 1} of {max_steps}. Total reward so far: {total:g}."]
     if history:
         lines.append("Recent steps: " + "; ".join(f"step {t + 1}: {name} -> reward {r:g}"
                                                    for t, name, r in history) + ".")
+    if facing is not None:
+        lines.append(f"You face {facing} (the top of your view is {facing}).")
     if carrying is not None:
         lines.append("You are carrying an object." if carrying else "Your hands are empty.")
     lines.append(f"Observation:\n<observation>\n{observation}\n</observation>")

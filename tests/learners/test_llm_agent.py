@@ -170,6 +170,7 @@ def test_oracle_scripted_endpoint_solves_every_level(empty_oracle):
     system, user = body["messages"][0]["content"], body["messages"][1]["content"]
     assert "Empty-6x6" in system and "reach_goal" in system and "north" in system
     assert "Step 1 of 60" in user and "<observation>" in user
+    assert "You face" not in user  # a full grid draws the agent's arrow: no facing line
     later = [b["messages"][1]["content"] for b in server.bodies if "Step 2 " in
              b["messages"][1]["content"]]
     assert later and all("Recent steps: step 1:" in u for u in later)  # history is shown
@@ -295,3 +296,20 @@ def test_a_folder_without_a_model_names_the_fix_in_both_backends(tmp_path):
 
     with pytest.raises(GenerationError, match=r"^cannot load a causal LM from .*not-a-model"):
         load_causal_lm(transformers, str(empty), "cpu", GenerationError)
+
+
+def test_an_egocentric_world_tells_the_agent_which_way_it_faces():
+    # WindyCoins-9x9: cardinal actions, a view that turns with the agent; the prompt used to
+    # say only that the top of the view is ahead, never which compass direction that is
+    spec = load_world("WindyCoins-9x9")
+    with ScriptedChatServer(lambda body: '{"action": "north"}') as server:
+        cfg = method_config("llm:compass", base_url=server.url, api_key="k")
+        with LLMAgent(spec, cfg, seed=0) as agent:
+            evaluate_agent(agent, spec, "validation", 1)
+    eng = GridEngine(spec, num_envs=5, split="validation", final_obs=False)
+    eng.reset(level_ids=torch.arange(5))
+    want = [f"You face {('east', 'south', 'west', 'north')[int(d)]}" for d in eng.state.dir]
+    firsts = [b["messages"][1]["content"] for b in server.bodies if "Step 1 " in
+              b["messages"][1]["content"]]
+    assert sorted(next(ln for ln in u.splitlines() if ln.startswith("You face")).split(" (")[0]
+                  for u in firsts) == sorted(want)
