@@ -15,7 +15,8 @@ from autoworld.cli.common import EXIT_INVALID, console, echo_json, fail, handle_
 BACKENDS = ("procedural", "openai", "transformers")
 
 
-def _backend(name: str, model: str | None) -> Any:
+def _backend(name: str, model: str | None, base_url: str | None = None,
+             timeout: float = 30.0, retries: int = 2) -> Any:
     if name == "procedural":
         from autoworld.generator.procedural import ProceduralBackend
 
@@ -24,7 +25,8 @@ def _backend(name: str, model: str | None) -> Any:
         if name == "openai":
             from autoworld.generator.openai_backend import OpenAIBackend
 
-            return OpenAIBackend(model=model)
+            return OpenAIBackend(base_url=base_url, model=model, timeout=timeout,
+                                 max_retries=retries)
         from autoworld.generator.transformers_backend import TransformersBackend
     except ImportError as exc:
         raise fail(f"the {name!r} backend is not available ({exc}); install the 'llm' extra "
@@ -70,6 +72,13 @@ def generate_command(
                                             help="File of themes, one per line."),
     repair_rounds: int = typer.Option(3, "--repair-rounds", min=0, max=10,
                                       help="Repair rounds after a rejection."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint "
+                                        "of --backend openai (default $AUTOWORLD_LLM_BASE_URL; "
+                                        "key from $AUTOWORLD_LLM_API_KEY)."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1,
+                                  help="Seconds per request of --backend openai."),
+    retries: int = typer.Option(2, "--retries", min=0, max=20,
+                                help="Retries of a failed request of --backend openai."),
 ) -> None:
     """Generate N worlds per THEME, validate each (schema, build, smoke, levels, reliability,
     novelty) and print per-stage pass rates, time and tokens/cost."""
@@ -83,7 +92,8 @@ def generate_command(
         themes += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not themes:
         raise fail("give a THEME or --themes FILE")
-    gen = Generator(_backend(backend, model), GeneratorConfig(repair_rounds=repair_rounds))
+    gen = Generator(_backend(backend, model, base_url, timeout, retries),
+                    GeneratorConfig(repair_rounds=repair_rounds))
     total = n * len(themes)
     if total > 1 and not as_json:
         with Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),

@@ -162,5 +162,6 @@ class LLMClient:
                 f"(${ENV_API_KEY})") from None
         raise GenerationError(
             f"LLM endpoint {where} failed after {attempt} attempt(s) ({kind}: {detail}); "
-            f"check ${ENV_BASE_URL} and that the server is up, or raise the timeout "
-            f"({self.timeout:g}s) / retries") from None
+            f"check the endpoint's URL (${ENV_BASE_URL} by default) and that the server is up, "
+            f"or raise the timeout ({self.timeout:g}s) / retries ({self.max_retries}); "
+            "`autoworld generate` takes --base-url, --timeout and --retries") from None

@@ -181,3 +181,19 @@ def test_hostile_parent_description_cannot_close_its_fence():
     assert text.count("</parent>") == 1 and text.count("<parent>") == 1
     inner = text[text.index("<parent>") + len("<parent>"):text.index("</parent>")]
     assert json.loads(inner) == parent  # still the parent, as data
+
+
+def test_cli_generate_reaches_an_endpoint_given_on_the_command_line(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from autoworld.cli.app import app
+
+    server.delay = 1.0
+    server.content = json.dumps(EMPTY_SPEC)
+    res = CliRunner().invoke(app, ["generate", "slow", "--backend", "openai", "--base-url",
+                                   server.url, "--timeout", "0.2", "--retries", "1",
+                                   "--repair-rounds", "0"])
+    # the world is rejected (its backend failed: 2 attempts of 0.2 s), the run ends cleanly
+    assert len(server.requests) == 2
+    text = " ".join(res.output.split())
+    assert "rejected (backend)" in text and "--timeout" in text
