@@ -27,6 +27,8 @@ class Proposal(BaseModel):
     completion_tokens: int = Field(0, ge=0, description="Tokens the model produced.")
     cost_usd: float = Field(0.0, ge=0.0, description="Cost of the call, when priced.")
     seconds: float = Field(0.0, ge=0.0, description="Wall-clock time of the call.")
+    truncated: bool = Field(False, description="The reply stopped at the token limit (its text "
+                            "is cut short), not at its end.")
 
 
 @runtime_checkable

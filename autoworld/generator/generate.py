@@ -319,6 +319,11 @@ class Generator:
             if proposal.data is None:
                 feedback = ("schema: the reply is not one JSON object; reply with a single "
                             "WorldSpec JSON object")
+                if proposal.truncated:
+                    feedback = (f"schema: the reply was cut off at the token limit "
+                                f"({proposal.completion_tokens} tokens) before its JSON "
+                                "ended; reply with a smaller WorldSpec JSON object (fewer "
+                                "components, default parameters left out)")
             log.info("%s (seed %d) round %d rejected: %s", theme[:60], seed, r, feedback)
         assert report is not None
         failed = report.failed_stage

@@ -40,6 +40,8 @@ class ChatReply(BaseModel):
     completion_tokens: int = Field(0, ge=0, description="Tokens in the reply, as reported.")
     attempts: int = Field(1, ge=1, description="HTTP attempts made (1 + retries used).")
     seconds: float = Field(0.0, ge=0.0, description="Wall-clock time, retries included.")
+    finish_reason: str | None = Field(None, description="Why the model stopped: 'stop', or "
+                                      "'length' when the reply hit the token limit.")
 
 
 def _import_openai() -> Any:
@@ -145,12 +147,14 @@ class LLMClient:
                 time.sleep(delay)
                 continue
             text = resp.choices[0].message.content or ""
+            finish = getattr(resp.choices[0], "finish_reason", None)
             usage = getattr(resp, "usage", None)
             return ChatReply(
                 text=text,
                 prompt_tokens=max(0, int(getattr(usage, "prompt_tokens", 0) or 0)),
                 completion_tokens=max(0, int(getattr(usage, "completion_tokens", 0) or 0)),
-                attempts=attempt, seconds=time.perf_counter() - start)
+                attempts=attempt, seconds=time.perf_counter() - start,
+                finish_reason=str(finish) if finish is not None else None)
         assert last is not None
         kind = type(last).__name__
         detail = " ".join(str(last).split())[:300]

@@ -53,4 +53,5 @@ class OpenAIBackend:
         return Proposal(text=reply.text, data=parse_reply(reply.text),
                         prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens,
-                        cost_usd=cost, seconds=reply.seconds)
+                        cost_usd=cost, seconds=reply.seconds,
+                        truncated=reply.finish_reason == "length")

@@ -170,3 +170,21 @@ def test_a_backend_failure_rejects_that_world_and_keeps_the_others(tmp_path: Pat
     assert [r.accepted for r in run.results] == [True, False]
     assert run.results[1].stage == "backend" and "503" in run.results[1].reason
     assert (tmp_path / f"{run.results[0].name}.yaml").is_file()  # the first world is kept
+
+
+class CutBackend(ScriptedBackend):
+    """Its first reply stops at the token limit, mid-JSON."""
+
+    def propose(self, theme, seed, feedback=None, parent=None) -> Proposal:
+        if not self.feedback:
+            self.feedback.append(feedback)
+            return Proposal(text='{"name": "A", ', data=None, completion_tokens=4096,
+                            truncated=True)
+        return super().propose(theme, seed, feedback, parent)
+
+
+def test_a_cut_reply_is_told_it_was_cut_not_that_it_is_not_json():
+    backend = CutBackend([sample_spec("an icy maze", 0)])
+    run = Generator(backend, FAST).generate("ice", n=1, seed=0, levels=1)
+    assert run.accepted == 1
+    assert "cut off at the token limit (4096 tokens)" in backend.feedback[1]

@@ -85,3 +85,11 @@ def test_unicode_digits_name_no_action():
     assert parse_action("²", names) is None  # isdigit() but not an int(): no crash
     assert parse_action('{"action": "³"}', names) is None
     assert parse_action("2", names) == 2
+
+
+def test_a_reply_cut_at_the_token_limit_says_so():
+    cut = json.loads(COMPLETION)
+    cut["choices"][0]["finish_reason"] = "length"
+    cut["choices"][0]["message"]["content"] = '{"name": "A", '
+    reply, _ = _chat([(200, json.dumps(cut))])
+    assert reply.finish_reason == "length" and reply.text == '{"name": "A", '
