@@ -192,10 +192,13 @@ class _TransformersChooser:
 
     @torch.no_grad()
     def choose(self, prompts: list[list[dict[str, str]]], seeds: list[int]) -> list[_Reply]:
+        from autoworld.generator.transformers_backend import check_context
+
         out: list[_Reply] = []
         for lo in range(0, len(prompts), self.cfg.batch_size):
             part = prompts[lo:lo + self.cfg.batch_size]
             chunk = [self._ids(p) for p in part]
+            check_context(self.model, max(len(c) for c in chunk), LLMAgentError, "model: ")
             limit = self._system_prefix_len(part[0][0]["content"])
             scores = self._last_logits(chunk, limit).index_select(1, self.choice_ids)  # (b, 7)
             if self.cfg.temperature <= 0:

@@ -55,6 +55,31 @@ def load_causal_lm(transformers: Any, path: str, device: Any, error: type[Except
     return tokenizer, model
 
 
+def context_length(model: Any) -> int | None:
+    """The most tokens ``model`` attends over (learned position tables), or None when its config
+    names no limit."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(model: Any, prompt_tokens: int, error: type[Exception], prefix: str = ""
+                  ) -> int | None:
+    """The tokens left for a reply after a prompt of ``prompt_tokens``; a prompt that fills the
+    model's context raises ``error`` naming both lengths (it used to be a bare IndexError in the
+    position embedding)."""
+    limit = context_length(model)
+    if limit is None:
+        return None
+    if prompt_tokens >= limit:
+        raise error(f"{prefix}the prompt is {prompt_tokens} tokens and the model's context is "
+                    f"{limit}; use a model with a longer context")
+    return limit - prompt_tokens
+
+
 def chat_token_ids(tokenizer: Any, messages: list[dict[str, str]], plain_suffix: str
                    ) -> list[int]:
     """Token ids of a chat prompt: the tokenizer's chat template with the generation prompt, or,
@@ -242,6 +267,8 @@ class TransformersBackend:
         start = time.perf_counter()
         self._load()
         prompt = self._prompt_ids(theme, feedback, parent)
+        room = check_context(self._model, len(prompt), GenerationError)
+        max_new = self.max_new_tokens if room is None else min(self.max_new_tokens, room)
         processor = None
         if self.constrained:
             llguidance = _import_llguidance()
@@ -258,7 +285,7 @@ class TransformersBackend:
         cache_arg = "cache" if "cache" in params else "past_key_values"
         past = None
         with torch.no_grad():
-            for _ in range(self.max_new_tokens):
+            for _ in range(max_new):
                 res = self._model(input_ids=ids, use_cache=True, **{cache_arg: past})
                 past = getattr(res, "cache", None)
                 if past is None:

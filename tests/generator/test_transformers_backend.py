@@ -132,3 +132,16 @@ def test_unreadable_weights_are_a_clean_error(tiny_model_dir, tmp_path):
     transformers = pytest.importorskip("transformers")
     with pytest.raises(GenerationError, match=r"cannot load a causal LM .*git lfs pull"):
         load_causal_lm(transformers, str(broken), "cpu", GenerationError)
+
+
+def test_a_prompt_past_the_models_context_is_a_clear_error(tiny_model_dir, tmp_path):
+    import shutil
+
+    short = tmp_path / "short"
+    shutil.copytree(tiny_model_dir, short)
+    cfg = json.loads((short / "config.json").read_text())
+    cfg["max_position_embeddings"] = 64  # the generator's prompt is thousands of tokens
+    (short / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(GenerationError, match=r"the prompt is \d+ tokens and the model's "
+                                              r"context is 64"):
+        TransformersBackend(short, max_new_tokens=8).propose("a maze", seed=0)
