@@ -71,23 +71,36 @@ class TrainResult(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="Method-specific facts.")
 
 
-def _metrics_writer(run_dir: Path | None, resumed_at: int | None = None):
+def _metrics_writer(run_dir: Path | None):
     """A (write, close) pair appending JSON lines (and TensorBoard scalars when available).
-    ``resumed_at``: the step of the checkpoint a resumed run continues from; TensorBoard then
-    hides the killed run's events after it (``purge_step``), as ``_truncate_metrics`` drops its
-    lines."""
+    TensorBoard's events are rebuilt from the ``metrics.jsonl`` already there (a resumed run's,
+    truncated at its checkpoint), so they never hold a killed run's tail: its ``purge_step``
+    would depend on the order of the event files' names, which same-second writers of one
+    process do not keep."""
     if run_dir is None:
         return (lambda rec: None), (lambda: None)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fh = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+    path = run_dir / "metrics.jsonl"
+    kept = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip()] if path.is_file() else []
+    fh = path.open("a", encoding="utf-8")
     tb = None
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
     try:
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(run_dir / "tb"),
-                           purge_step=None if resumed_at is None else resumed_at + 1)
+        tb = SummaryWriter(str(run_dir / "tb"))
     except ImportError:
         log.info("tensorboard is not installed; writing metrics.jsonl only")
+
+    def scalars(rec: dict[str, Any]) -> None:
+        for k, v in rec.items():
+            if isinstance(v, int | float) and k != "step" and math.isfinite(v):
+                tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec["step"])
+
+    if tb is not None:
+        for rec in kept:
+            scalars(rec)
 
     def write(rec: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -95,9 +108,7 @@ def _metrics_writer(run_dir: Path | None, resumed_at: int | None = None):
         fh.write(json.dumps(clean, sort_keys=True) + "\n")
         fh.flush()
         if tb is not None:
-            for k, v in rec.items():
-                if isinstance(v, int | float) and k != "step" and math.isfinite(v):
-                    tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec["step"])
+            scalars(rec)
 
     def close() -> None:
         fh.close()
@@ -184,16 +195,12 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
                              "(e.g. --num-envs); resume with the same ones")
         learner.load_state_dict(state["learner"])
         _truncate_metrics(out / "metrics.jsonl", learner.global_step)
-        resumed_at: int | None = learner.global_step
-    else:
-        resumed_at = None
-        if out is not None:
-            # a run that starts from step 0 (fresh, or resumed before its first checkpoint)
-            # starts clean: no old metrics lines or TensorBoard events to append to
-            (out / "metrics.jsonl").unlink(missing_ok=True)
-            shutil.rmtree(out / "tb", ignore_errors=True)
+    elif out is not None:
+        # a run that starts from step 0 (fresh, or resumed before its first checkpoint) starts
+        # clean: no old metrics lines (nor, so, TensorBoard events) to append to
+        (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    write, close = _metrics_writer(out, resumed_at)
+    write, close = _metrics_writer(out)
 
     def emit(rec: dict[str, Any]) -> None:
         write(rec)
