@@ -2,6 +2,8 @@
 # One script for a machine with a CUDA GPU: the CUDA tests, then the GPU figures of every issue
 # target (engine, mixed batch, arm, POET step, a leaderboard sample), each under its own time cap.
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]
+# A host without internet first needs what benchmarks/gpu_prepare.sh makes elsewhere (the wheels
+# its Python lacks, the leaderboard grid's oracle plans), carried with the working tree.
 # Writes OUT_DIR/log.txt (everything), OUT_DIR/results.jsonl (the JSON lines, one "# section"
 # line before each section), OUT_DIR/leaderboard.db (the leaderboard sample), and the stores of
 # the runs filled over several calls (leaderboard_full.db, poet_1000/; see their sections).
