@@ -54,6 +54,20 @@ def _import_openai() -> Any:
     return openai
 
 
+MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After a rate-limited answer makes us wait
+
+
+def _retry_after(exc: Exception) -> float:
+    """Seconds a 429/503 answer asks the client to wait (its ``Retry-After`` header in
+    seconds), capped at ``MAX_RETRY_AFTER``; 0 when it names none."""
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value))) if value is not None else 0.0
+    except (TypeError, ValueError):  # an HTTP date: the exponential backoff applies
+        return 0.0
+
+
 class _BadReply(Exception):
     """An answer with status 200 that is not a chat completion."""
 
@@ -141,7 +155,7 @@ class LLMClient:
                 last = exc
                 if not self._retryable(exc) or attempt > self.max_retries:
                     break
-                delay = self.backoff * 2 ** (attempt - 1)
+                delay = max(self.backoff * 2 ** (attempt - 1), _retry_after(exc))
                 log.warning("LLM call to %s failed (%s); retry %d/%d in %.2fs", where,
                             type(exc).__name__, attempt, self.max_retries, delay)
                 time.sleep(delay)

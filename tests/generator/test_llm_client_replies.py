@@ -36,6 +36,8 @@ class RawServer:
                 server.count += 1
                 data = body.encode()
                 self.send_response(status)
+                for k, v in getattr(server, "headers", {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -93,3 +95,18 @@ def test_a_reply_cut_at_the_token_limit_says_so():
     cut["choices"][0]["message"]["content"] = '{"name": "A", '
     reply, _ = _chat([(200, json.dumps(cut))])
     assert reply.finish_reason == "length" and reply.text == '{"name": "A", '
+
+
+def test_a_rate_limited_answer_waits_as_long_as_it_asks():
+    import time
+
+    server = RawServer([(429, '{"error": {"message": "slow down"}}'), (200, COMPLETION)])
+    server.headers = {"Retry-After": "0.6"}
+    try:
+        client = LLMClient(base_url=server.url, model="m", api_key="k", timeout=5,
+                           max_retries=1, backoff=0.01)
+        start = time.perf_counter()
+        assert client.chat([{"role": "user", "content": "hi"}]).text == "ok"
+        assert time.perf_counter() - start >= 0.6  # not the 0.01 s backoff
+    finally:
+        server.close()
