@@ -16,7 +16,8 @@ BACKENDS = ("procedural", "openai", "transformers")
 
 
 def _backend(name: str, model: str | None, base_url: str | None = None,
-             timeout: float = 30.0, retries: int = 2) -> Any:
+             timeout: float = 30.0, retries: int = 2, prices: tuple[float, float] = (0.0, 0.0)
+             ) -> Any:
     if name == "procedural":
         from autoworld.generator.procedural import ProceduralBackend
 
@@ -26,7 +27,8 @@ def _backend(name: str, model: str | None, base_url: str | None = None,
             from autoworld.generator.openai_backend import OpenAIBackend
 
             return OpenAIBackend(base_url=base_url, model=model, timeout=timeout,
-                                 max_retries=retries)
+                                 max_retries=retries, usd_per_1k_prompt=prices[0],
+                                 usd_per_1k_completion=prices[1])
         from autoworld.generator.transformers_backend import TransformersBackend
     except ImportError as exc:
         raise fail(f"the {name!r} backend is not available ({exc}); install the 'llm' extra "
@@ -79,6 +81,10 @@ def generate_command(
                                   help="Seconds per request of --backend openai."),
     retries: int = typer.Option(2, "--retries", min=0, max=20,
                                 help="Retries of a failed request of --backend openai."),
+    usd_prompt: float = typer.Option(0.0, "--usd-per-1k-prompt", min=0.0,
+                                     help="Price of 1,000 prompt tokens (the cost shown)."),
+    usd_completion: float = typer.Option(0.0, "--usd-per-1k-completion", min=0.0,
+                                         help="Price of 1,000 completion tokens."),
 ) -> None:
     """Generate N worlds per THEME, validate each (schema, build, smoke, levels, reliability,
     novelty) and print per-stage pass rates, time and tokens/cost."""
@@ -92,7 +98,8 @@ def generate_command(
         themes += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not themes:
         raise fail("give a THEME or --themes FILE")
-    gen = Generator(_backend(backend, model, base_url, timeout, retries),
+    gen = Generator(_backend(backend, model, base_url, timeout, retries,
+                             (usd_prompt, usd_completion)),
                     GeneratorConfig(repair_rounds=repair_rounds))
     total = n * len(themes)
     if total > 1 and not as_json:

@@ -197,3 +197,18 @@ def test_cli_generate_reaches_an_endpoint_given_on_the_command_line(server, tmp_
     assert len(server.requests) == 2
     text = " ".join(res.output.split())
     assert "rejected (backend)" in text and "--timeout" in text
+
+
+def test_cli_generate_prices_the_tokens(server):
+    from typer.testing import CliRunner
+
+    from autoworld.cli.app import app
+
+    server.content = json.dumps({**EMPTY_SPEC, "name": "Priced", "max_steps": 61})
+    res = CliRunner().invoke(app, ["generate", "priced", "--backend", "openai", "--base-url",
+                                   server.url, "--levels", "1", "--json",
+                                   "--usd-per-1k-prompt", "2", "--usd-per-1k-completion", "10"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    # one request: 123 prompt and 45 completion tokens (the server's usage)
+    assert data["cost_usd"] == pytest.approx((123 * 2 + 45 * 10) / 1000)
