@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -175,8 +176,9 @@ def _structural(d: dict[str, Any], rng: np.random.Generator) -> None:
 
 
 def child_name(parent: str, child_hash: str) -> str:
-    """``<parent stem>-m<6 hex>``: the parent's name without earlier mutation suffixes."""
-    stem = parent.split("-m")[0][:48] if "-m" in parent else parent[:48]
+    """``<parent stem>-m<6 hex>``: the parent's name without earlier mutation suffixes (only
+    those: a name such as ``Lava-maze`` keeps its ``-maze``)."""
+    stem = re.sub(r"(-m[0-9a-f]{6})+$", "", parent)[:48]
     return f"{stem}-m{child_hash[:6]}"
 
 

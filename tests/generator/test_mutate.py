@@ -51,3 +51,10 @@ def test_children_pass_validation_at_a_reported_rate(record_property):
     record_property("mutation_pass_rate", rate)
     print(f"mutation children pass rate: {rate:.2%} of {len(reports)}")
     assert rate >= 0.75, [r.error for r in reports if not r.ok]
+
+
+def test_child_names_strip_only_mutation_suffixes():
+    from autoworld.generator.mutate import child_name
+
+    assert child_name("Empty-6x6-m21868b-m0a0b0c", "ffffff99") == "Empty-6x6-mffffff"
+    assert child_name("Lava-maze", "abcdef12") == "Lava-maze-mabcdef"  # was "Lava-mabcdef"
