@@ -179,3 +179,20 @@ def test_vector_env_over_a_mix_is_bucketed():
     frames = envs.render()
     assert len(frames) == 6 and all(isinstance(f, str) and f for f in frames)
     envs.close()
+
+
+@pytest.mark.parametrize("name", ["Checkpoints-9x9", "NoisyMaze-9x9"])
+def test_a_small_view_draws_its_filters_noise_as_it_does_alone(name):
+    # a 5x5 egocentric view with random_mask / symbol_noise inside a 7x7 batch window: its
+    # noise is keyed by its own cells, not by where the window puts them
+    small, big = load_world(name), load_world("DoorKey-8x8")
+    alone = GridEngine(small, num_envs=2, seed=4)
+    mixed = GridEngine([small, big], num_envs=4, seed=4, world_ids=[0, 0, 1, 1],
+                       env_index=[0, 1, 2, 3])
+    a = alone.reset(seed=4, level_ids=torch.tensor([0, 1]))["image"]
+    m = mixed.reset(seed=4, level_ids=torch.tensor([0, 1, 0, 1]))["image"]
+    for _ in range(5):
+        assert torch.equal(m[:2, 2:7, 1:6], a)  # the 5x5 view sits at the window's bottom
+        act = torch.tensor([2, 0])
+        a = alone.step(act)[0]["image"]
+        m = mixed.step(torch.cat([act, act]))[0]["image"]

@@ -56,6 +56,8 @@ def _same(a, b) -> None:
     # two egocentric sides: in one engine the 5 x 5 view sits inside the batch's 7 x 7 window,
     # alone it is the whole image; the agent's input must be the same either way
     ("DoorKey-8x8", "SlipperyDeceptive-7x7"),
+    # and the noise of a view's filters (random_mask, symbol_noise) too
+    ("DoorKey-8x8", "Checkpoints-9x9"), ("DoorKey-8x8", "NoisyMaze-9x9"),
 ])
 def test_results_do_not_depend_on_how_jobs_are_batched(names):
     policy = PoetPolicy(11, 2, 8)

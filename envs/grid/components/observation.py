@@ -289,11 +289,42 @@ def _cell_salts(engine) -> torch.Tensor:
     return rng.hash32(rc * 2 + 1).to(engine.device)
 
 
+def _frame_salts(comp: GridComponent) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Salts of a filter's envs indexed by the cell's place in the env's own view: ``(T, 32,
+    32)`` tables and the ``(B,)`` table of each env (None: one table for all). A k x k
+    egocentric view inside a batch's K x K window (k < K) sits at row offset K - k and column
+    offset K // 2 - k // 2 of the image; alone it is at the corner. Indexing its salts by the
+    image cell would make its noise depend on the other worlds of its batch."""
+    salts = _cell_salts(comp.engine)
+    ego = comp.engine.components.get("egocentric")
+    if ego is None or ego.window is None:  # no view is offset: the image's own cells
+        return salts[None], None
+    K = ego.K
+    k = torch.where(ego.active, ego.column("size", torch.long), K)  # other views: no offset
+    codes, index = torch.unique((K - k) * 64 + (K // 2 - k // 2), return_inverse=True)
+    rc = torch.arange(32, device=salts.device)
+    tables = []
+    for code in codes.tolist():
+        dr, dc = divmod(code, 64)
+        tables.append(salts[(rc - dr).clamp(min=0)][:, (rc - dc).clamp(min=0)])
+    return torch.stack(tables), index
+
+
+def _salts_for(tables: torch.Tensor, index: torch.Tensor | None, rows: torch.Tensor | None,
+               R: int, C: int) -> torch.Tensor:
+    """The (R*C,) salts of every env, or (n, R*C) per env when views are offset."""
+    flat = tables[:, :R, :C].reshape(tables.shape[0], R * C)
+    if index is None:
+        return flat[0]
+    return flat[index if rows is None else index.index_select(0, rows)]
+
+
 def _cell_bits(key: torch.Tensor, tick: torch.Tensor, stream: int,
                salts: torch.Tensor) -> torch.Tensor:
-    """(B, N) int64: 32 random bits per env and image cell for draw ``tick`` of ``stream``."""
+    """(B, N) int64: 32 random bits per env and image cell for draw ``tick`` of ``stream``;
+    ``salts`` (N,) for every env or (B, N) per env."""
     base = rng.stream_bits(key, tick, stream)  # (B,)
-    return rng.hash32(base[:, None] ^ salts[None, :])
+    return rng.hash32(base[:, None] ^ (salts if salts.dim() == 2 else salts[None, :]))
 
 
 def _filter_rows(comp: GridComponent, ctx, fn) -> None:
@@ -333,7 +364,7 @@ class RandomMask(GridComponent):
     def setup(self) -> None:
         # zero for envs without the component: they never hide a cell
         self.fraction = torch.where(self.active, self.column("fraction"), 0.0)  # (B,)
-        self.salts = _cell_salts(self.engine)
+        self.salt_tables, self.salt_index = _frame_salts(self)
 
     def apply(self, ctx) -> None:
         stream = STREAM_RANDOM_MASK + ctx.stream_offset
@@ -341,7 +372,8 @@ class RandomMask(GridComponent):
 
         def mask(flat, key, tick, rows):
             fraction = self.fraction if rows is None else self.fraction.index_select(0, rows)
-            bits = _cell_bits(key, tick, stream, self.salts[:R, :C].reshape(-1))
+            salts = _salts_for(self.salt_tables, self.salt_index, rows, R, C)
+            bits = _cell_bits(key, tick, stream, salts)
             u = (bits >> 8).to(torch.float32) * _INV24
             hide = (u < fraction[:, None]) & (flat < NUM_CELL_TYPES)
             return torch.where(hide, int(CELL.UNSEEN), flat)
@@ -369,7 +401,7 @@ class SymbolNoise(GridComponent):
 
     def setup(self) -> None:
         self.prob = torch.where(self.active, self.column("prob"), 0.0)  # (B,)
-        self.salts = _cell_salts(self.engine)
+        self.salt_tables, self.salt_index = _frame_salts(self)
 
     def apply(self, ctx) -> None:
         off = ctx.stream_offset
@@ -377,7 +409,7 @@ class SymbolNoise(GridComponent):
 
         def noisy(flat, key, tick, rows):
             prob = self.prob if rows is None else self.prob.index_select(0, rows)
-            salts = self.salts[:R, :C].reshape(-1)
+            salts = _salts_for(self.salt_tables, self.salt_index, rows, R, C)
             hit = _cell_bits(key, tick, STREAM_NOISE_HIT + off, salts)
             sym = _cell_bits(key, tick, STREAM_NOISE_SYMBOL + off, salts)
             u = (hit >> 8).to(torch.float32) * _INV24
