@@ -102,6 +102,15 @@ def grid_world_arg(world: str, command: str):
     return spec
 
 
+def is_arm_world_arg(world: str) -> bool:
+    """Whether a WORLD argument names an arm world: a spec file by its declared ``family``
+    (whatever its file name), a name by its ``Arm`` prefix (arm catalogue names, Arm<Task>-armN)."""
+    family = spec_family(world)
+    if family is not None:
+        return family == "arm"
+    return world.startswith("Arm") and Path(world).suffix not in (".yaml", ".yml", ".json")
+
+
 def spec_family(path: str) -> str | None:
     """The ``family`` a spec file declares (``grid`` when it names none); None when ``path`` is
     not a readable .yaml/.yml/.json mapping (the loaders then say what is wrong)."""
@@ -122,7 +131,7 @@ def load_world_arg(world: str):
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.errors import CatalogueError
 
-    if world not in list_worlds() and (world.startswith("Arm") or spec_family(world) == "arm"):
+    if world not in list_worlds() and is_arm_world_arg(world):
         from autoworld.learners.arm_methods import arm_world_arg
 
         return arm_world_arg(world)  # ArmReach-N3 (arm catalogue), ArmReach-arm3, an arm file

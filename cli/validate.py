@@ -47,13 +47,13 @@ def validate_command(
     """Validate SPEC stage by stage: schema, build, smoke, levels, reliability (and novelty)."""
     from pathlib import Path
 
-    from autoworld.cli.common import check_device, check_split, spec_family
+    from autoworld.cli.common import check_device, check_split, is_arm_world_arg
     from autoworld.envs.catalogue import list_worlds, load_world
     from autoworld.validation import NoveltyIndex, ValidationConfig, validate
 
     check_split(split)
     check_device(device)
-    if spec not in list_worlds() and (spec.startswith("Arm") or spec_family(spec) == "arm"):
+    if spec not in list_worlds() and is_arm_world_arg(spec):
         return _validate_arm(spec, as_json)
     if spec not in list_worlds():
         p = Path(spec)

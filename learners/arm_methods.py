@@ -6,8 +6,12 @@
 - ``arm-es``: OpenAI-ES (``learners.es.ESOperator`` in ``soe.soe_loop``) on the chunk policy's
   weights, every population member rolled out in one batched ``ArmEngine`` per generation
   (``ArmPopulationEvaluator``).
-- ``arm-ppo``: PPO with a diagonal Gaussian policy over the continuous end-effector deltas,
-  every env in one batched ``ArmEngine`` (``learners.arm_ppo``).
+- ``arm-ppo``: PPO with a diagonal Gaussian policy over the world's continuous actions (its
+  own interface: end-effector deltas or joint velocities), every env in one batched
+  ``ArmEngine`` (``learners.arm_ppo``).
+
+``arm-bc``, ``arm-bc-debias`` and ``arm-es`` emit end-effector deltas and train only worlds of
+that interface (``EE_DELTA_METHODS``).
 
 Selection is ``best`` (one candidate) and the component is the policy weights. Scores follow
 the registry's conventions with the arm family's oracle: the scripted expert's return on the
@@ -24,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,10 @@ def arm_world_arg(world) -> Any:
 
     if isinstance(world, ArmWorldSpec):
         return world
-    text = str(getattr(world, "name", world))  # a grid spec: its name, not its whole repr
+    # a name or path as given (a Path too, whose .name would drop its folder); of a spec
+    # object of another family, its name rather than its whole repr
+    text = str(world) if isinstance(world, str | os.PathLike) else str(getattr(world, "name",
+                                                                              world))
     if Path(text).suffix in (".yaml", ".yml", ".json"):
         return load_arm_spec(text)
     if text in list_arm_worlds():

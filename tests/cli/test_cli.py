@@ -288,3 +288,15 @@ def test_arm_spec_files_are_routed_by_their_family_not_their_name(tmp_path) -> N
                     "8", "--run-dir", str(tmp_path / "run"), "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "result.json").read_text())["world"] == "ArmReach-N3"
+    # and a grid spec file whose name starts with "Arm" stays a grid spec
+    from autoworld.envs.catalogue import load_world
+    from autoworld.spec import save_spec
+
+    grid = tmp_path / "ArmoryMaze.yaml"
+    save_spec(load_world("Empty-6x6").model_copy(update={"name": "ArmoryMaze"}), grid)
+    result = invoke("validate", str(grid), "--levels", "1")
+    assert result.exit_code == 0 and "passed every stage" in result.stdout, result.output
+    # the methods take a Path as well as a string
+    from autoworld.learners.arm_methods import arm_world_arg
+
+    assert arm_world_arg(path).name == arm_world_arg(str(path)).name == "ArmReach-N3"
