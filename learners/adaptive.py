@@ -3,9 +3,10 @@
 ``successive_halving`` runs every candidate method on a world with a small share of the budget,
 keeps the best ``1/eta`` by validation score, and re-runs the survivors with a larger share, until
 one is left; the rounds together aim at the world's budget (the same budget a fixed method gets):
-methods round a share up to whole rollouts or generations, and a round's overshoot (or the share
-of a method that could not run) is taken from (or given to) the rounds after it, so only the
-last round's rounding is over the budget. ``compare`` reports the adaptive selector beside
+the share of a method that could not run goes to the rounds after it, and a round's overshoot
+(methods round a share up to whole rollouts or generations) is taken from them down to their
+nominal share; ``AdaptiveResult.env_steps`` says what was spent. ``compare`` reports the adaptive
+selector beside
 
 - the best single fixed method (the one with the highest mean score over all worlds),
 - the hindsight upper bound (the best method of each world, chosen after the fact),
@@ -79,9 +80,11 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
     """Pick one of ``methods`` for ``world`` within ``budget`` env-steps (see module docstring).
 
     Round r gives each of its n_r survivors ``left / ((R - r) * n_r)`` steps (R rounds,
-    ``left`` the budget not yet spent), so the rounds cost about the same and the total is the
-    budget up to the last round's rounding to whole rollouts or generations; the chosen
-    method's result is its run of the last round (the largest share).
+    ``left`` the budget not yet spent), and never less than the nominal share
+    ``budget / (R * n_r)``: a round that spent less than its part (a method that could not
+    run) leaves more to the later ones, and one that overshot (methods round a share up to
+    whole rollouts or generations) does not starve them. The chosen method's result is its
+    run of the last round (the largest share).
     """
     from autoworld.learners.methods import _world
 
@@ -93,7 +96,8 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
     spent = 0
     results: dict[str, MethodResult | None] = {}
     for r_index in range(n_rounds):
-        steps = max(1, (budget - spent) // ((n_rounds - r_index) * len(alive)))
+        steps = max(1, budget // (n_rounds * len(alive)),
+                    (budget - spent) // ((n_rounds - r_index) * len(alive)))
         results = {m: _try_run(m, spec, steps, num_envs, seed, device, options) for m in alive}
         round_spent = sum(r.env_steps for r in results.values() if r is not None)
         spent += round_spent

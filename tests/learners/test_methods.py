@@ -13,6 +13,7 @@ from autoworld.learners.methods import (
     METHODS,
     MethodError,
     MethodOptions,
+    MethodResult,
     get_method,
     grid_methods,
 )
@@ -168,3 +169,29 @@ def test_bc_imitates_the_oracle_policy_in_a_stochastic_world():
                             options=options)
     assert res.extra["levels"] >= 32 and res.extra["accuracy"] > 0.8
     assert res.score > res.initial_score + 0.3
+
+
+def test_halving_never_starves_a_round_below_its_nominal_share(monkeypatch):
+    from autoworld.learners import adaptive
+
+    asked: list[int] = []
+
+    class Overshooter:
+        """Spends three times its share (a whole-rollout rounding at a tiny share)."""
+
+        def __init__(self, name: str, score: float) -> None:
+            self.name, self.score = name, score
+
+        def run(self, world, steps, num_envs, seed, device, options):
+            asked.append(steps)
+            return MethodResult(method=self.name, world="Empty-6x6", seed=seed, steps=steps,
+                                env_steps=3 * steps, initial_score=0.0, score=self.score,
+                                normalized_gain=0.0, mean_return=0.0, success=0.0,
+                                test_score=self.score, initial_test_score=0.0, seconds=0.0)
+
+    fake = {f"m{i}": Overshooter(f"m{i}", i / 10) for i in range(4)}
+    monkeypatch.setattr(adaptive, "METHODS", fake)
+    res = adaptive.successive_halving("Empty-6x6", list(fake), 4000)
+    # 2 rounds; round 1 spent 3 x 2000, more than the budget: round 2 still gets 4000 / 4
+    assert [r.steps for r in res.rounds] == [500, 1000] and res.chosen == "m3"
+    assert res.result.steps == 1000  # it used to be 1 step
