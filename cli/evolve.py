@@ -179,7 +179,17 @@ def evolve(
                       f"{saved.get(_CONFIG_FIELD[n])!r})" for n in given
                       if overrides.get(_CONFIG_FIELD[n]) != saved.get(_CONFIG_FIELD[n])]
             if getattr(ctx.get_parameter_source("preset"), "name", "") == "COMMANDLINE":
-                differ.append(f"--preset {preset}")
+                # the preset's values against the run's (the options given keep theirs)
+                given = {_CONFIG_FIELD[n]: overrides[_CONFIG_FIELD[n]] for n in given
+                         if _CONFIG_FIELD[n] in overrides}
+                made = (PoetConfig.quick(**given) if preset == "quick"
+                        else PoetConfig(**given)).model_dump(mode="json")
+                # the fields a preset decides: those where the two presets differ
+                quick, plain = PoetConfig.quick().model_dump(), PoetConfig().model_dump()
+                fields = sorted(k for k in made if quick[k] != plain[k]
+                                and k not in _RESUME_FREE and made[k] != saved.get(k))
+                if fields:
+                    differ.append(f"--preset {preset} (it sets {', '.join(fields)} otherwise)")
             if differ:
                 raise fail(f"--resume continues {out} with its own options, and these differ "
                            f"from them: {', '.join(differ)}; drop them, or start a new run in "

@@ -46,6 +46,13 @@ def test_tiny_run_writes_metrics_plots_gifs_and_report_rebuilds(app, tmp_path):
     assert "--population 8 (the run's: 4)" in " ".join(r.output.split())
     assert "--seed" not in r.output.split("differ from them:")[1].split(";")[0]  # the same
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # nothing ran
+    # naming the run's own preset is no difference (its --population 4 is the run's)
+    r = CliRunner().invoke(app, ["evolve", "--resume", "--iterations", "4", "--run-dir",
+                                 str(out), "--preset", "quick", "--population", "4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["evolve", "--resume", "--iterations", "5", "--run-dir",
+                                 str(out), "--preset", "poet", "--quiet"])
+    assert r.exit_code == 2 and "--preset poet (it sets" in " ".join(r.output.split())
     (out / "plots" / "annecs.png").unlink()
     r = CliRunner().invoke(app, ["evolve", "--report", str(out)])
     assert r.exit_code == 0, r.output
