@@ -78,10 +78,13 @@ class PoetPolicy:
         bottom centre of the S x S input, cropped around the agent when K > S."""
         if layout is None or layout.ego is None:
             return self._top_left(image)
-        ego = self._bottom_centre(image, layout.K)
         if layout.all_ego:
-            return ego
-        return torch.where(layout.ego[:, None, None], ego, self._top_left(image))
+            return self._bottom_centre(image, layout.K)
+        # a mixed batch: the full-grid rows as they are, the egocentric rows moved (only they
+        # are computed twice; a where over whole candidates cost ~10% of the policy's step)
+        out = self._top_left(image).clone()
+        idx = layout.ego_index
+        return out.index_copy_(0, idx, self._bottom_centre(image.index_select(0, idx), layout.K))
 
     def _top_left(self, image: torch.Tensor) -> torch.Tensor:
         B, r, c = image.shape
@@ -164,6 +167,11 @@ class ViewLayout:
     ego: torch.Tensor | None  # (N,) bool: the env's world has an egocentric view; None: none has
     all_ego: bool
     K: int  # the batch's egocentric window side
+    ego_index: torch.Tensor | None = None  # (n,) the rows of ``ego`` that are True
+
+    def __post_init__(self) -> None:
+        if self.ego is not None and self.ego_index is None:
+            object.__setattr__(self, "ego_index", self.ego.nonzero().flatten())
 
     @classmethod
     def of(cls, specs, env_world, device: str | torch.device = "cpu") -> ViewLayout:
