@@ -172,12 +172,12 @@ class LLMClient:
         assert last is not None
         kind = type(last).__name__
         detail = " ".join(str(last).split())[:300]
-        if isinstance(last, openai.APIStatusError) and not self._retryable(last) and \
-                last.status_code in (400, 401, 403, 404):
+        if isinstance(last, openai.APIStatusError) and not self._retryable(last):
+            hint = (f"; check the model name ({self.model!r}) and the API key (${ENV_API_KEY})"
+                    if last.status_code in (400, 401, 403, 404) else "")
             raise GenerationError(
                 f"LLM endpoint {where} rejected the request ({kind} {last.status_code}: "
-                f"{detail}); check the model name ({self.model!r}) and the API key "
-                f"(${ENV_API_KEY})") from None
+                f"{detail}){hint}") from None
         raise GenerationError(
             f"LLM endpoint {where} failed after {attempt} attempt(s) ({kind}: {detail}); "
             f"check the endpoint's URL (${ENV_BASE_URL} by default) and that the server is up, "

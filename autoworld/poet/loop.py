@@ -512,7 +512,9 @@ class PoetRun:
         self.archived_theta = {a["agent"]: tensors[f"archive/{a['agent']}/theta"]
                                for a in self.archive}
         self.lineage = state["lineage"]
-        self.seen = set(state["seen"])
+        # a checkpoint written before worlds were keyed by world_key holds content hashes:
+        # the run's own worlds are known again by their keys (other proposals may repeat once)
+        self.seen = set(state["seen"]) | {world_key(e.spec) for e in self.worlds.values()}
         self.matrix = ScoreMatrix.from_state(state["matrix"])
         self.annecs = decisions.AnnecsCounter.from_state(state["annecs"])
         self.counters = state["counters"]
