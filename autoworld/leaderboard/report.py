@@ -330,10 +330,15 @@ INEXACT_MARK = "\u2020"  # dagger: the world's R_opt is not exact
 SAMPLED_MARK = "~"  # stochastic dynamics: R / R_opt is a sampled estimate (can exceed 1)
 
 
-def _marked(lb: Leaderboard, world: str) -> str:
-    """A world's name with its marks (see the world x method table's caption)."""
-    marks = (INEXACT_MARK if world in lb.inexact_worlds else "") + (
+def _marks(lb: Leaderboard, world: str) -> str:
+    """A world's marks (see the world x method table's caption), "" for none."""
+    return (INEXACT_MARK if world in lb.inexact_worlds else "") + (
         SAMPLED_MARK if world in lb.sampled_worlds else "")
+
+
+def _marked(lb: Leaderboard, world: str) -> str:
+    """A world's name with its marks (the heat map's labels)."""
+    marks = _marks(lb, world)
     return f"{world} {marks}" if marks else world
 
 
@@ -373,10 +378,13 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
         notes.append(f"{SAMPLED_MARK} stochastic dynamics: R is a mean over sampled episodes "
                      "and R_opt the exact expected optimum, so R / R_opt can exceed 1 by "
                      "sampling noise")
+    # the marks in a column of their own, so the world column keeps the names a reader of the
+    # csv joins on
+    marked = bool(notes)
     matrix = TextTable(
         title="World x method (mean over seeds)",
-        columns=["world", *lb.methods],
-        rows=[[_marked(lb, w),
+        columns=["world", *(["marks"] if marked else []), *lb.methods],
+        rows=[[w, *([_marks(lb, w)] if marked else []),
                *(fmt(cells[(w, m)].mean) if (w, m) in cells else "-" for m in lb.methods)]
               for w in lb.worlds],
         caption="; ".join(notes) or None,
