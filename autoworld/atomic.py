@@ -9,12 +9,21 @@ from pathlib import Path
 
 
 @functools.cache
-def _new_file_mode() -> int:
-    """The mode ``open()`` gives a new file under this process's umask (read once: the umask can
-    only be read by setting it)."""
+def _umask() -> int:
+    """This process's umask (read once: it can only be read by setting it)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the umask."""
+    return 0o666 & ~_umask()
+
+
+def new_folder_mode() -> int:
+    """The mode ``mkdir()`` gives a new folder under the umask (``mkdtemp``'s is owner-only)."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import stat
 
-from autoworld.atomic import _new_file_mode, atomic_write
+from autoworld.atomic import _umask, atomic_write
 
 
 def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path) -> None:
     old = os.umask(0o022)
-    _new_file_mode.cache_clear()
+    _umask.cache_clear()
     try:
         new = atomic_write(tmp_path / "a.txt", "x")
         assert stat.S_IMODE(new.stat().st_mode) == 0o644  # not mkstemp's owner-only 0600
@@ -23,4 +23,4 @@ def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path) -
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temp left
     finally:
         os.umask(old)
-        _new_file_mode.cache_clear()
+        _umask.cache_clear()

@@ -82,7 +82,9 @@ class PoetPolicy:
             return self._bottom_centre(image, layout.K)
         # a mixed batch: the full-grid rows as they are, the egocentric rows moved (only they
         # are computed twice; a where over whole candidates cost ~10% of the policy's step)
-        out = self._top_left(image).clone()
+        out = self._top_left(image)
+        if out.data_ptr() == image.data_ptr():  # a view of the image: write into a copy
+            out = out.clone()
         idx = layout.ego_index
         return out.index_copy_(0, idx, self._bottom_centre(image.index_select(0, idx), layout.K))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from autoworld.atomic import new_folder_mode
 from autoworld.envs.arm.embodiment import N_MAX
 from autoworld.envs.arm.engine import TASK_DIM, ArmEngine
 from autoworld.envs.arm.experts import Operator, ScriptedExpert
@@ -89,9 +90,7 @@ class DemoSet:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
-            mask = os.umask(0o022)  # mkdtemp makes the folder owner-only; give it the mode a
-            os.umask(mask)  # plain mkdir would
-            os.chmod(tmp, 0o777 & ~mask)
+            os.chmod(tmp, new_folder_mode())  # mkdtemp's folder is owner-only
             save_file({k: getattr(self, k).contiguous().cpu() for k in self._tensor_fields()},
                       str(tmp / "tensors.safetensors"))
             meta = {"format": "autoworld.arm.demos", "version": FORMAT_VERSION,
