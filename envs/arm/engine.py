@@ -151,6 +151,9 @@ class ArmEngine:
         self.device = torch.device(device)
         self.split = split
         self.obs_velocity = bool(obs_velocity)
+        # ``step`` puts a copy of the state that ended an episode, before its reset, in
+        # ``info["final_state"]`` (the Gymnasium env turns it on to render the last frame)
+        self.keep_final_state = False
         self.num_scenes = None if num_scenes is None else int(num_scenes)
         self.bank_size = DEFAULT_BANK if num_scenes is None else int(num_scenes)
         self.action_dim = 3 if self.interface == "ee_delta" else N_MAX
@@ -641,11 +644,14 @@ class ArmEngine:
         truncated = (s.t >= p["max_steps"]) & ~terminated
         done = terminated | truncated
         final_obs = self.observe(s)
+        final_state = s.clone() if self.keep_final_state else None
         scene = s.scene_key  # never written in place: a reset rebinds it
         s.ep = s.ep + done.long()
         self._new_episode(s, done, in_step=True)
         info = {"success": success, "final_obs": final_obs, "scene": scene, "spill": spill,
                 "joint_action": joint_action}
+        if final_state is not None:
+            info["final_state"] = final_state
         obs = dict(final_obs)
         if self._first_obs is not None:  # fresh episodes: their (precomputed) first obs
             idx, first = self._first_obs

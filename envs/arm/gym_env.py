@@ -127,6 +127,8 @@ class ArmEnv(gymnasium.Env):
         self.observation_space = observation_space(self.engine)
         self.action_space = action_space(self.engine)
         self.render_mode = render_mode
+        # the state an episode ended in (its last frame), before the engine's reset
+        self.engine.keep_final_state = render_mode is not None
         self.size = size
         self._seeded = seed is not None
         self._ended = None
@@ -153,26 +155,14 @@ class ArmEnv(gymnasium.Env):
                               f"(got {a.shape[1]})")
         if not bool(torch.isfinite(a).all()):  # a NaN would poison the state to the episode end
             raise EngineError(f"action must be finite numbers (got {a[0].tolist()})")
-        before = self.engine.state.clone() if self.render_mode else None
         obs, reward, term, trunc, info = self.engine.step(a)
         terminated, truncated = bool(term[0]), bool(trunc[0])
         self._ended = None
         if terminated or truncated:
             obs = info["final_obs"]
-            if before is not None:
-                self._ended = self._final_state(before, info)
+            self._ended = info.get("final_state")  # with a render_mode
         return (_np_obs(obs, 0), float(reward[0]), terminated, truncated,
                 {"success": bool(info["success"][0])})
-
-    def _final_state(self, before, info):
-        """A state for rendering the ended episode: the pre-step scene with the final pose."""
-        s = before
-        fo = info["final_obs"]
-        q = torch.atan2(fo["joint_state"][:, :, 0], fo["joint_state"][:, :, 1])
-        s.q = q * self.engine.joint_mask
-        s.pts = self.engine.forward_kinematics(s.q)
-        s.magnet = fo["ee"][:, 2] > 0.5
-        return s
 
     def render(self) -> np.ndarray | None:
         """The current frame (the final state after an episode ends, until ``reset``)."""

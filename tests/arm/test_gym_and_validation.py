@@ -144,3 +144,20 @@ def test_a_nan_action_is_an_error_not_a_poisoned_episode():
     env.reset(seed=0)
     with pytest.raises(EngineError, match="finite"):
         env.step(np.array([np.nan, 0.0, 0.0], dtype=np.float32))
+
+
+def test_the_last_frame_of_an_episode_shows_its_final_state():
+    world = arm_world("wipe", "arm3")
+    env = ArmEnv(world, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(world.max_steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    # the state after the last step, before the reset (it was the one before the last step,
+    # with only the arm's pose updated: a stale disk, wipe cover and via flag)
+    assert int(env._ended.t[0]) == world.max_steps or terminated
+    assert env.render().shape == (256, 256, 3)
+    env.reset()
+    assert env._ended is None
