@@ -345,3 +345,21 @@ def test_make_vec_sync_mode_uses_the_single_env():
     assert obs["image"].shape == (2, 6, 6) and isinstance(envs.envs[0].unwrapped, GridEnv)
     envs.step(np.array([0, 1]))
     envs.close()
+
+
+def test_a_masked_reset_leaves_the_other_envs_episodes_untouched():
+    # a stochastic world: an unmasked env's next steps depend on its random key and counter,
+    # which a reset of other envs (even with a seed) must not touch
+    a = make_vector_env(4, world="SlipperyDeceptive-7x7", seed=0)
+    b = make_vector_env(4, world="SlipperyDeceptive-7x7", seed=0)
+    a.reset(seed=1)
+    b.reset(seed=1)
+    act = torch.tensor([0, 1, 2, 3])
+    for _ in range(3):
+        a.step(act)
+        b.step(act)
+    a.reset(seed=9, options={"reset_mask": torch.tensor([True, False, False, False])})
+    for _ in range(10):
+        oa, ra, *_ = a.step(act)
+        ob, rb, *_ = b.step(act)
+        assert torch.equal(oa["image"][1:], ob["image"][1:]) and torch.equal(ra[1:], rb[1:])

@@ -385,15 +385,24 @@ class GridEngine:
               mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Reset the envs in ``mask`` (all by default) and return the observation of all envs.
 
-        ``seed`` re-derives every env's random key; ``level_ids`` (B,) picks the level of each env
-        by its index within that env's world bank (else levels are drawn at random).
+        ``seed`` re-derives the random key of every env reset (the others keep theirs, and their
+        episodes go on as if nothing happened, as Gymnasium's ``reset_mask`` means); ``level_ids``
+        (B,) picks the level of each env by its index within that env's world bank (else levels
+        are drawn at random).
         """
         B = self.num_envs
         if seed is not None:
             self.seed = seed
-            self._base_keys = self._derive_keys(seed).to(self.device)
-            self.state.key = self._base_keys.clone()
-            self.state.tick = torch.zeros_like(self.state.tick)
+            keys = self._derive_keys(seed).to(self.device)
+            if mask is None:
+                self._base_keys = keys
+                self.state.key = keys.clone()
+                self.state.tick = torch.zeros_like(self.state.tick)
+            else:
+                m = torch.as_tensor(mask, dtype=torch.bool, device=self.device)
+                self._base_keys = torch.where(m, keys, self._base_keys)
+                self.state.key = torch.where(m, keys, self.state.key)
+                self.state.tick = torch.where(m, 0, self.state.tick)
         s = self.state
         if level_ids is not None:
             level_ids = torch.as_tensor(level_ids, dtype=torch.long, device=self.device)
@@ -404,7 +413,7 @@ class GridEngine:
         if mask is None:
             mask = torch.ones(B, dtype=torch.bool, device=self.device)
         self.state = s.merge(mask, fresh)
-        self.state.tick = self.state.tick + 1
+        self.state.tick = torch.where(mask, self.state.tick + 1, self.state.tick)
         return self.observe(self.state)
 
     def step(self, actions: torch.Tensor, outcomes: dict[str, torch.Tensor] | None = None):
