@@ -119,8 +119,10 @@ def spec_family(path: str) -> str | None:
         return None
     import yaml
 
+    from autoworld.spec import _yaml_load  # the spec loader's (safe, C) reader
+
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))  # JSON is YAML too
+        data = _yaml_load(p.read_text(encoding="utf-8"))  # JSON is YAML too
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return None
     return str(data.get("family", "grid")) if isinstance(data, dict) else None

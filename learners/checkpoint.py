@@ -99,3 +99,31 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     return torch.load(Path(path), map_location=device, weights_only=False)
+
+
+# ====================================================================== TensorBoard
+def fresh_tensorboard(run_dir: str | Path) -> Any:
+    """A TensorBoard writer on ``run_dir/tb`` with no earlier events (a run that starts, or
+    rebuilds its events from ``metrics.jsonl``); None when tensorboard is not installed."""
+    import logging
+    import shutil
+
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logging.getLogger(__name__).info("tensorboard is not installed; writing "
+                                         "metrics.jsonl only")
+        return None
+    shutil.rmtree(Path(run_dir) / "tb", ignore_errors=True)
+    return SummaryWriter(str(Path(run_dir) / "tb"))
+
+
+def add_scalars(tb: Any, record: dict[str, Any], prefix: str, step: int,
+                skip: tuple[str, ...] = ()) -> None:
+    """Every finite number of ``record`` (but ``skip``) as ``prefix/key`` at ``step``."""
+    import math
+
+    for k, v in record.items():
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip \
+                and math.isfinite(v):
+            tb.add_scalar(f"{prefix}/{k}", v, step)

@@ -28,6 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.errors import AutoworldError
+from autoworld.learners.checkpoint import add_scalars, fresh_tensorboard
 from autoworld.learners.policies import ActorCritic, PolicyConfig, policy_from_spec
 
 log = logging.getLogger(__name__)
@@ -233,33 +234,22 @@ class _Run:
             fh.write(json.dumps(data, default=float) + "\n")
         tb = self._tensorboard()
         if tb is not None and "env_steps" in data:
-            for k, v in data.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and k != "env_steps" \
-                        and np.isfinite(v):
-                    tb.add_scalar(f"train/{k}", v, int(data["env_steps"]))
+            add_scalars(tb, data, "train", int(data["env_steps"]), skip=("env_steps",))
 
     def _tensorboard(self):
         """The run's TensorBoard writer (``run_dir/tb``), made on first use; None without a
         run directory or without tensorboard installed."""
         if not hasattr(self, "_tb"):
-            self._tb = None
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log.info("tensorboard is not installed; writing metrics.jsonl only")
-            else:
-                import shutil
-
-                shutil.rmtree(self.run_dir / "tb", ignore_errors=True)  # a fresh run's events
-                self._tb = SummaryWriter(str(self.run_dir / "tb"))
+            self._tb = fresh_tensorboard(self.run_dir)
         return self._tb
 
     def finish(self, policy: ActorCritic, env_steps: int, **extra: Any) -> MethodResult:
         res = self.evaluate(policy)
         tb = self._tensorboard() if self.run_dir is not None else None
         if tb is not None:
-            for k in ("mean_return", "success", "normalized", "normalized_gain"):
-                tb.add_scalar(f"eval/{k}", getattr(res, k), int(env_steps))
+            add_scalars(tb, {k: getattr(res, k) for k in ("mean_return", "success",
+                                                          "normalized", "normalized_gain")},
+                        "eval", int(env_steps))
             tb.close()
         callback = _PROGRESS.get()
         if callback is not None:

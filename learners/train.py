@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.errors import AutoworldError
 from autoworld.learners.checkpoint import (
+    add_scalars,
     atomic_write_text,
+    fresh_tensorboard,
     load_state,
     save_policy,
     save_state,
@@ -84,19 +85,10 @@ def _metrics_writer(run_dir: Path | None):
     kept = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines()
             if ln.strip()] if path.is_file() else []
     fh = path.open("a", encoding="utf-8")
-    tb = None
-    shutil.rmtree(run_dir / "tb", ignore_errors=True)
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run_dir / "tb"))
-    except ImportError:
-        log.info("tensorboard is not installed; writing metrics.jsonl only")
+    tb = fresh_tensorboard(run_dir)
 
     def scalars(rec: dict[str, Any]) -> None:
-        for k, v in rec.items():
-            if isinstance(v, int | float) and k != "step" and math.isfinite(v):
-                tb.add_scalar(f"{rec.get('kind', 'train')}/{k}", v, rec["step"])
+        add_scalars(tb, rec, rec.get("kind", "train"), rec["step"], skip=("step",))
 
     if tb is not None:
         for rec in kept:
