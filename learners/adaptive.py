@@ -2,11 +2,11 @@
 
 ``successive_halving`` runs every candidate method on a world with a small share of the budget,
 keeps the best ``1/eta`` by validation score, and re-runs the survivors with a larger share, until
-one is left; the rounds together aim at the world's budget (the same budget a fixed method gets):
-the share of a method that could not run goes to the rounds after it, and a round's overshoot
-(methods round a share up to whole rollouts or generations) is taken from them down to their
-nominal share; ``AdaptiveResult.env_steps`` says what was spent. ``compare`` reports the adaptive
-selector beside
+one is left; the rounds together keep within the world's budget (the same budget a fixed method
+gets): no run passes its share, and what a round leaves (a method that could not run, runs that
+stop at their last whole rollout or generation) goes to the rounds after it;
+``AdaptiveResult.env_steps`` says what was spent. ``compare`` reports the adaptive selector
+beside
 
 - the best single fixed method (the one with the highest mean score over all worlds),
 - the hindsight upper bound (the best method of each world, chosen after the fact),
@@ -82,9 +82,11 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
     Round r gives each of its n_r survivors ``left / ((R - r) * n_r)`` steps (R rounds,
     ``left`` the budget not yet spent), and never less than the nominal share
     ``budget / (R * n_r)``: a round that spent less than its part (a method that could not
-    run) leaves more to the later ones, and one that overshot (methods round a share up to
-    whole rollouts or generations) does not starve them. The chosen method's result is its
-    run of the last round (the largest share).
+    run, runs that stop at the last whole rollout or generation within their share) leaves
+    more to the later ones. A run never passes its share (a rollout or generation that would
+    not fit is cut or dropped), so the selector never passes ``budget``; the floor only matters
+    for a share below one PPO rollout, the one run that may pass its share. The chosen
+    method's result is its run of the last round (the largest share).
     """
     from autoworld.learners.methods import _world
 
@@ -138,8 +140,9 @@ class AdaptiveReport(BaseModel):
     adaptive_choices: dict[str, str] = Field(default_factory=dict, description="world -> "
                                              "method the selector picked.")
     fixed_env_steps: float | None = Field(None, description="Env-steps a fixed method's run "
-                                          "spent on a world, on average (runs round the budget "
-                                          "up to whole rollouts or generations).")
+                                          "spent on a world, on average (at most the budget: "
+                                          "runs stop at the last whole rollout or generation "
+                                          "within it).")
     adaptive_env_steps: float | None = Field(None, description="Env-steps the adaptive "
                                              "selector spent on a world (all its rounds), on "
                                              "average.")

@@ -158,22 +158,29 @@ def run_arm_bc(name: str, mode: str, world, steps: int = 2_000, num_envs: int = 
 class ArmPopulationEvaluator:
     """Scores a population of flat weight vectors of one ``XPolicy`` in ONE ``ArmEngine`` of
     ``pop * episodes`` envs: member m owns envs [m*E, (m+1)*E), every member plays the same
-    scenes (common random numbers: the engine seed is fixed). The first episode of each env is
-    scored: ``ret`` its return, ``success`` its success, ``cost`` its length."""
+    scenes (common random numbers: the engine seed is fixed, and env j of each member takes
+    stream j). The first episode of each env is scored: ``ret`` its return, ``success`` its
+    success, ``cost`` its length."""
 
     def __init__(self, spec, policy, *, episodes: int, device: str = "cpu", seed: int = 0
                  ) -> None:
         self.spec, self.policy, self.episodes = spec, policy, int(episodes)
         self.device, self.seed = device, seed
+        self._longest: int | None = None  # longest episode of the last rollout
 
     @torch.no_grad()
-    def score(self, cands, seed: int) -> int:
+    def score(self, cands, seed: int, budget: int | None = None) -> int:
+        """Score ``cands`` in place; returns the env-steps spent, at most ``budget``
+        (``soe.fit_rollout``: fewer episodes, a capped horizon, or ``BudgetExhausted``)."""
         from autoworld.envs.arm.engine import ArmEngine
-        from autoworld.learners.soe import load_flat
+        from autoworld.learners.soe import fit_rollout, load_flat
 
-        P, E = len(cands), self.episodes
+        P = len(cands)
+        E, horizon = fit_rollout(P, self.episodes, budget, self._longest,
+                                 int(self.spec.max_steps) + 1)
         engine = ArmEngine(self.spec, num_envs=P * E, device=self.device, seed=self.seed)
-        obs = engine.reset(seed=self.seed)
+        # env j of every member meets the same scene: stream j
+        obs = engine.reset(seed=self.seed, streams=torch.arange(E).repeat(P))
         T = self.policy.config.chunk
         B = P * E
         alive = torch.ones(B, dtype=torch.bool, device=engine.device)
@@ -182,7 +189,7 @@ class ArmPopulationEvaluator:
         length = torch.zeros(B, dtype=torch.float64, device=engine.device)
         chunk = torch.zeros(B, T, 3, device=engine.device)
         steps = 0
-        for k in range(int(self.spec.max_steps) + 1):
+        for k in range(horizon):
             if k % T == 0:
                 for m, c in enumerate(cands):
                     load_flat(self.policy, c.params)
@@ -197,6 +204,7 @@ class ArmPopulationEvaluator:
             alive &= ~(terminated | truncated)
             if not bool(alive.any()):
                 break
+        self._longest = steps // B
         for m, c in enumerate(cands):
             sl = slice(m * E, (m + 1) * E)
             c.ret = float(ret[sl].mean())
@@ -235,11 +243,16 @@ def run_arm_es(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     evaluator = ArmPopulationEvaluator(spec, policy, episodes=cfg.episodes, device=device,
                                        seed=seed)
     first = soe.Candidate(params=op.theta.clone())
-    spent = evaluator.score([first], seed)
-    pool = soe.Pool([first], capacity=1)
-    logs = soe.soe_loop(pool, lambda c: soe.select_best(c, 1), op, evaluator.score,
-                        steps=max(0, steps - spent), seed=seed)
-    spent += logs[-1].env_steps if logs else 0
+    logs: list = []
+    try:
+        spent = evaluator.score([first], seed, budget=steps)
+    except soe.BudgetExhausted:  # not one episode fits the budget: the initial policy stays
+        spent = 0
+    else:
+        pool = soe.Pool([first], capacity=1)
+        logs = soe.soe_loop(pool, lambda c: soe.select_best(c, 1), op, evaluator.score,
+                            steps=steps - spent, seed=seed)
+        spent += logs[-1].env_steps if logs else 0
     soe.load_flat(policy, op.theta)
     final = rollout_success(policy, [spec], num_envs, seed=eval_seed, device=device,
                             greedy=True)

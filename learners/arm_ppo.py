@@ -143,7 +143,8 @@ class ArmPPO:
     everything needed to continue exactly (weights, optimizer, RNG, engine state, counters)."""
 
     def __init__(self, spec, config: ArmPPOConfig, total_steps: int,
-                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+                 device: str | torch.device = "cpu", seed: int = 0, *, cap: bool = False
+                 ) -> None:
         from autoworld import rng
         from autoworld.envs.arm.engine import ArmEngine
 
@@ -152,7 +153,10 @@ class ArmPPO:
         self.device = torch.device(device)
         self.seed = seed
         self.batch_size = c.num_envs * c.num_steps
-        self.num_iterations = max(1, -(-int(total_steps) // self.batch_size))
+        # like PPO: ``cap`` runs the whole rollouts that fit in total_steps (at least one)
+        steps = int(total_steps)
+        n = steps // self.batch_size if cap else -(-steps // self.batch_size)
+        self.num_iterations = max(1, n)
         self.iteration = 0
         self.global_step = 0
         self.engine = ArmEngine(self.spec, num_envs=c.num_envs, device=self.device,
@@ -325,7 +329,7 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
                 device: str = "cpu", run_dir=None, options: MethodOptions | None = None,
                 config: ArmPPOConfig | None = None, resume: bool = False,
                 checkpoint_every: int = 10) -> MethodResult:
-    """Train arm PPO within ``steps`` env-steps (rounded up to whole rollouts) and score the
+    """Train arm PPO within ``steps`` env-steps (the whole rollouts that fit) and score the
     greedy (mean-action) policy on ``options.eval_episodes * 8`` validation episodes against
     the scripted expert and the random policy on the same scenes.
 
@@ -349,7 +353,7 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
                           f"{cfg.interface!r}; use the world of that interface, or leave the "
                           "config's interface as the world's")
     start = time.perf_counter()
-    learner = ArmPPO(spec, cfg, steps, device=device, seed=seed)
+    learner = ArmPPO(spec, cfg, steps, device=device, seed=seed, cap=True)
     episodes = max(8, options.eval_episodes * 8)
     eval_seed = seed + 10_007  # validation scenes differ from the training engine's
 

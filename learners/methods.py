@@ -318,12 +318,18 @@ def _run_weight_space(name: str, kind: str, selection: str, world, steps: int, n
     evaluator = soe.PopulationEvaluator(spec, policy, episodes=cfg.episodes, device=device,
                                         greedy=run.greedy)
     first = soe.Candidate(params=theta.clone())
-    spent = evaluator.score([first], seed)
-    pool = soe.Pool([first], capacity=None if kind == "ga" else 1)
-    logs = soe.soe_loop(pool, select, op, evaluator.score, steps=max(0, steps - spent),
-                        seed=seed, on_iteration=run.log)
-    spent += logs[-1].env_steps if logs else 0
-    final = op.theta if kind == "es" else op.mean if kind == "cem" else pool.best().params
+    logs: list = []
+    try:
+        spent = evaluator.score([first], seed, budget=steps)
+    except soe.BudgetExhausted:  # not one episode fits the budget: the initial policy stays
+        spent = 0
+    else:
+        pool = soe.Pool([first], capacity=None if kind == "ga" else 1)
+        logs = soe.soe_loop(pool, select, op, evaluator.score, steps=steps - spent,
+                            seed=seed, on_iteration=run.log)
+        spent += logs[-1].env_steps if logs else 0
+    final = (op.theta if kind == "es" else op.mean if kind == "cem"
+             else pool.best().params if logs else theta)
     soe.load_flat(policy, final)
     return run.finish(policy, spent, generations=len(logs), greedy=run.greedy,
                       config=cfg.model_dump())
@@ -360,7 +366,7 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
         spent = logs[-1].env_steps if logs else 0
         extra["hparams"] = logs[-1].hparams if logs else []
         return run.finish(learner.policy, spent, **extra)
-    learner = PPO(spec, cfg, steps, device=device, seed=seed)
+    learner = PPO(spec, cfg, steps, device=device, seed=seed, cap=True)
     run.score_initial(learner.policy)
     if bc_first:
         from autoworld.learners.bc import (

@@ -76,7 +76,7 @@ def run_pbt(spec, ppo: PPOConfig, config: PBTConfig, total_steps: int, *, device
             base = getattr(ppo, name)
             factor = math.exp(rng.uniform(-1, 1) * math.log(config.init_spread)) if m else 1.0
             hp[name] = _clip(name, base * factor)
-        learner = PPO(spec, ppo.model_copy(update=hp), per_member, device=device,
+        learner = PPO(spec, ppo.model_copy(update=hp), per_member, device=device, cap=True,
                       seed=seed * 1000 + m)
         members.append(learner)
         cands.append(Candidate(hparams=hp, state={"member": m}))

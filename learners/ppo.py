@@ -176,7 +176,7 @@ class PPO:
     method = "ppo"
 
     def __init__(self, spec, config: PPOConfig, total_steps: int, device: str | torch.device =
-                 "cpu", seed: int = 0) -> None:
+                 "cpu", seed: int = 0, *, cap: bool = False) -> None:
         from autoworld import rng
         from autoworld.envs.grid.engine import GridEngine
 
@@ -185,7 +185,11 @@ class PPO:
         self.device = torch.device(device)
         self.seed = seed
         self.batch_size = c.num_envs * c.num_steps
-        self.num_iterations = max(1, -(-int(total_steps) // self.batch_size))
+        # rollouts until total_steps is reached (as stable-baselines3 counts), or with ``cap``
+        # the whole rollouts that fit in it (a leaderboard budget is never passed), at least one
+        steps = int(total_steps)
+        n = steps // self.batch_size if cap else -(-steps // self.batch_size)
+        self.num_iterations = max(1, n)
         self.iteration = 0
         self.global_step = 0
 

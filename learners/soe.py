@@ -215,11 +215,38 @@ class RolloutStats(BaseModel):
     env_steps: int = Field(..., ge=0, description="Engine env-steps spent by the rollout.")
 
 
+class BudgetExhausted(Exception):
+    """Raised by an evaluator that cannot score a set of candidates within the env-steps left:
+    the loop stops there rather than overspend its budget."""
+
+
+def fit_rollout(pop: int, episodes: int, budget: int | None, longest: int | None,
+                max_steps: int) -> tuple[int, int]:
+    """``(episodes, horizon)`` of a population rollout that spends at most ``budget`` env-steps.
+
+    A rollout of ``pop`` members x ``episodes`` envs costs ``pop x episodes x`` (its longest
+    episode). The longest episode of the previous rollout (``longest``; ``max_steps`` before the
+    first) predicts this one's: when a full rollout would not fit, the episodes per member shrink
+    to what does, and the horizon is capped so that the cost can never pass ``budget`` (an
+    episode still running at the cap is scored on its return so far, the same cap for every
+    member). Raises :class:`BudgetExhausted` when not one episode per member fits.
+    """
+    if budget is None:
+        return episodes, max_steps
+    est = max(1, min(max_steps, longest or max_steps))
+    fit = min(episodes, int(budget) // (pop * est))
+    if fit < 1:
+        raise BudgetExhausted(f"{budget} env-steps left; {pop} candidates need about "
+                              f"{pop * est}")
+    return fit, min(max_steps, int(budget) // (pop * fit))
+
+
 class PopulationEvaluator:
     """Evaluates a population of flat parameter vectors of one policy architecture in ONE engine
     of ``pop * episodes`` envs: member m owns envs [m*E, (m+1)*E), every member plays the same
     levels (common random numbers), by default the first E levels of the split at every call.
-    Each env's first episode is scored."""
+    Each env's first episode is scored. ``score(..., budget=N)`` never spends more than N
+    env-steps (:func:`fit_rollout`)."""
 
     def __init__(self, spec, policy: nn.Module, *, episodes: int,
                  device: str | torch.device = "cpu", split: str = "train",
@@ -234,28 +261,29 @@ class PopulationEvaluator:
         self._engines: dict[int, GridEngine] = {}
         self._buffers = {k: v for k, v in policy.named_buffers()}
         self._vmap_ok = True
+        self._longest: int | None = None  # longest episode of the last rollout
 
-    def _engine(self, pop: int) -> GridEngine:
-        eng = self._engines.get(pop)
+    def _engine(self, envs: int) -> GridEngine:
+        eng = self._engines.get(envs)
         if eng is None:
-            eng = GridEngine(self.spec, num_envs=pop * self.episodes, device=self.device,
+            eng = GridEngine(self.spec, num_envs=envs, device=self.device,
                              split=self.split, final_obs=False)
-            self._engines[pop] = eng
+            self._engines[envs] = eng
         return eng
 
     def _act_logits(self, params: dict[str, torch.Tensor], obs: dict[str, torch.Tensor],
-                    pop: int) -> torch.Tensor:
+                    pop: int, episodes: int) -> torch.Tensor:
         """(P*E, A) logits: member m's parameters applied to its own E observations."""
         from torch.func import functional_call, vmap
 
-        per = {k: v.reshape(pop, self.episodes, *v.shape[1:]) for k, v in obs.items()}
+        per = {k: v.reshape(pop, episodes, *v.shape[1:]) for k, v in obs.items()}
 
         def one(p: dict[str, torch.Tensor], o: dict[str, torch.Tensor]) -> torch.Tensor:
             return policy_logits(functional_call(self.policy, (p, self._buffers), (o,)))
 
         if self._vmap_ok:
             try:
-                return vmap(one)(params, per).reshape(pop * self.episodes, -1)
+                return vmap(one)(params, per).reshape(pop * episodes, -1)
             except Exception as exc:  # noqa: BLE001 - a policy vmap cannot batch: loop members
                 log.info("vmap over the population failed (%s); looping over members", exc)
                 self._vmap_ok = False
@@ -264,10 +292,14 @@ class PopulationEvaluator:
         return torch.cat(outs, 0)
 
     @torch.no_grad()
-    def __call__(self, pop: torch.Tensor, seed: int) -> RolloutStats:
-        """Roll the (P, D) population out once; deterministic for ``seed``."""
-        P, E = pop.shape[0], self.episodes
-        eng = self._engine(P)
+    def __call__(self, pop: torch.Tensor, seed: int, budget: int | None = None) -> RolloutStats:
+        """Roll the (P, D) population out once; deterministic for ``seed``. With ``budget`` the
+        rollout spends at most that many env-steps (fewer episodes per member, a capped
+        horizon: :func:`fit_rollout`) or raises :class:`BudgetExhausted`."""
+        P = pop.shape[0]
+        E, horizon = fit_rollout(P, self.episodes, budget, self._longest,
+                                 int(self.spec.max_steps))
+        eng = self._engine(P * E)
         L = len(eng.banks[0])
         # fixed levels: every generation is scored on the same E levels (less noise between
         # generations); otherwise each seed moves on to the next E levels of the bank
@@ -280,8 +312,8 @@ class PopulationEvaluator:
         length = torch.zeros(N, dtype=torch.float64, device=eng.device)
         alive = torch.ones(N, dtype=torch.bool, device=eng.device)
         steps = 0
-        for _ in range(self.spec.max_steps):
-            logits = self._act_logits(params, obs, P)
+        for _ in range(horizon):
+            logits = self._act_logits(params, obs, P, E)
             act = sample_actions(logits, generator=gen, greedy=self.greedy)
             obs, reward, terminated, truncated, _ = eng.step(act)
             total += torch.where(alive, reward.double(), 0.0)
@@ -290,13 +322,15 @@ class PopulationEvaluator:
             alive &= ~(terminated | truncated)
             if not bool(alive.any()):
                 break
+        self._longest = steps // N
         ret = total.reshape(P, E)
         return RolloutStats(ret=ret.mean(1).tolist(), success=(ret > 0).double().mean(1).tolist(),
                             cost=length.reshape(P, E).mean(1).tolist(), env_steps=steps)
 
-    def score(self, cands: list[Candidate], seed: int) -> int:
-        """Evaluate candidates with ``params`` in place; returns the env-steps spent."""
-        stats = self(torch.stack([c.params for c in cands]), seed)
+    def score(self, cands: list[Candidate], seed: int, budget: int | None = None) -> int:
+        """Evaluate candidates with ``params`` in place; returns the env-steps spent (at most
+        ``budget``; :class:`BudgetExhausted` when not one episode each fits)."""
+        stats = self(torch.stack([c.params for c in cands]), seed, budget)
         for c, r, s, k in zip(cands, stats.ret, stats.success, stats.cost, strict=True):
             c.ret, c.success, c.cost = r, s, k
         return stats.env_steps
@@ -315,13 +349,16 @@ class LoopLog(BaseModel):
 
 
 def soe_loop(pool: Pool, select: Callable[[list[Candidate]], list[Candidate]],
-             operator: Operator, evaluate: Callable[[list[Candidate], int], int], *,
+             operator: Operator, evaluate: Callable[..., int], *,
              steps: int, seed: int = 0, max_iterations: int | None = None,
              on_iteration: Callable[[LoopLog], None] | None = None) -> list[LoopLog]:
-    """Select -> optimize -> evaluate until ``steps`` env-steps are spent.
+    """Select -> optimize -> evaluate while env-steps of the budget ``steps`` are left.
 
-    ``evaluate(candidates, seed)`` scores candidates in place and returns the env-steps it spent.
-    The pool's candidates must already be evaluated. Returns the per-iteration log.
+    ``evaluate(candidates, seed, budget=left)`` scores candidates in place and returns the
+    env-steps it spent, at most ``left``; it raises :class:`BudgetExhausted` when it cannot score
+    them within that, which ends the loop (the unscored proposals are dropped). So the loop
+    never spends more than ``steps``. The pool's candidates must already be evaluated. Returns
+    the per-iteration log.
     """
     logs: list[LoopLog] = []
     spent = 0
@@ -330,7 +367,10 @@ def soe_loop(pool: Pool, select: Callable[[list[Candidate]], list[Candidate]],
             break
         selected = select(pool.candidates)
         proposals = operator.propose(selected)
-        spent += evaluate(proposals, seed + 1 + it)
+        try:
+            spent += evaluate(proposals, seed + 1 + it, budget=steps - spent)
+        except BudgetExhausted:
+            break
         operator.update(proposals)
         if getattr(operator, "generational", False):
             pool.replace(proposals)  # a new generation replaces the old one

@@ -136,7 +136,8 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     Args:
         world: a world spec or a catalogue name.
         method: ``ppo``, or a name registered in ``autoworld.learners.methods.METHODS``.
-        steps: environment steps (rounded up to whole rollouts).
+        steps: env-step budget, never passed: PPO runs the whole rollouts that fit in it (at
+            least one), weight-space methods fit their last generation to what is left.
         num_envs: parallel envs (overrides ``config.num_envs``; None: the config's, 256 for
             the other methods).
         seed: root seed.
@@ -158,7 +159,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     _check_family(method, world)
     if method != "ppo":
         # without num_envs, the bench's rule: 256 envs, fewer when one rollout of 32 steps per
-        # env would not fit the budget (a whole generation of 256 envs overshoots a tiny one)
+        # env would not fit the budget (a tiny one would not hold one generation of 256 envs)
         from autoworld.leaderboard.bench import budget_num_envs
 
         return _run_registered(method, world, steps, budget_num_envs(steps, num_envs),
@@ -172,7 +173,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     cfg = PPOConfig.model_validate(cfg.model_dump())  # re-validate the override
     out = Path(run_dir) if run_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
-    learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed)
+    learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed, cap=True)
     initial_score: float | None = None  # the untrained policy's R / R_opt (the gain's baseline)
 
     if resume and ckpt_dir is not None and (ckpt_dir / "state.pt").is_file():

@@ -54,6 +54,7 @@ class CellOutcome(BaseModel):
                              "is then conservative), or an arm world's scripted-expert return.")
     note: str = Field("", description="What a reader of the score should know (stored).")
     initial_score: float | None = Field(None, description="R / R_opt of the untrained policy.")
+    env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent.")
 
 
 Runner = Callable[[CellKey], CellOutcome]
@@ -408,6 +409,7 @@ _SCORE_NAMES = {
     "success": ("success", "success_rate"),
     "bound_flag": ("bound_flag", "upper_bound", "flagged"),
     "initial_score": ("initial_score",),
+    "env_steps": ("env_steps",),
 }
 
 
@@ -507,7 +509,12 @@ def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None
         from autoworld.learners.methods import MethodOptions, _ppo_config
 
         kwargs["config"] = _ppo_config(envs, MethodOptions(), cell.steps)
-    return _with_bound_flag(outcome_from_result(train(world, **kwargs)), cell.world)
+    result = train(world, **kwargs)
+    outcome = outcome_from_result(result)
+    taken = getattr(result, "steps", None)  # a TrainResult's env-steps taken
+    if isinstance(taken, int):
+        outcome = outcome.model_copy(update={"env_steps": taken})
+    return _with_bound_flag(outcome, cell.world)
 
 
 @functools.lru_cache(maxsize=256)

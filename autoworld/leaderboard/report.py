@@ -57,6 +57,8 @@ class MethodSummary(BaseModel):
     runs: int = Field(description="Number of runs (worlds x seeds).")
     iqm: Interval = Field(description="Interquartile mean with its 95% stratified-bootstrap CI.")
     mean: Interval = Field(description="Mean with its 95% stratified-bootstrap CI.")
+    spent: float | None = Field(None, description="Mean env-steps spent per run as a fraction "
+                                "of the budget (None when no run recorded it).")
 
 
 class ClassSummary(BaseModel):
@@ -201,10 +203,13 @@ def build_leaderboard(
     initial: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
     noted: dict[tuple[str, str, str], int] = defaultdict(int)
     inexact: set[str] = set()
+    spent: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         value = getattr(run, metric)
         if run.status == "finished" and value is not None and np.isfinite(value):
             scores[run.method][run.world].append(float(value))
+            if run.env_steps is not None:
+                spent[run.method].append(run.env_steps / run.steps)
             if run.bound_flag:
                 inexact.add(run.world)
             initial[run.method][run.world].append(run.initial_score)
@@ -219,6 +224,7 @@ def build_leaderboard(
         summary.append(MethodSummary(
             method=method, worlds=len(worlds), runs=sum(s.size for s in strata),
             iqm=bootstrap_ci(strata, "iqm", **ci), mean=bootstrap_ci(strata, "mean", **ci),
+            spent=float(np.mean(spent[method])) if spent[method] else None,
         ))
     summary.sort(key=lambda s: (-s.iqm.point, s.method))
     methods = [s.method for s in summary]
@@ -350,15 +356,21 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
     summary = TextTable(
         title=f"Methods ({label}; IQM and mean with {pct} stratified-bootstrap CIs"
               + (f"; {lb.steps:,} env steps per run)" if lb.steps else ")"),
-        columns=["method", "worlds", "runs", "IQM", "IQM lo", "IQM hi", "mean", "mean lo",
-                 "mean hi"],
-        rows=[[s.method, str(s.worlds), str(s.runs), fmt(s.iqm.point), fmt(s.iqm.lo),
-               fmt(s.iqm.hi), fmt(s.mean.point), fmt(s.mean.lo), fmt(s.mean.hi)]
+        columns=["method", "worlds", "runs", "spent", "IQM", "IQM lo", "IQM hi", "mean",
+                 "mean lo", "mean hi"],
+        rows=[[s.method, str(s.worlds), str(s.runs), "-" if s.spent is None else fmt(s.spent),
+               fmt(s.iqm.point), fmt(s.iqm.lo), fmt(s.iqm.hi), fmt(s.mean.point),
+               fmt(s.mean.lo), fmt(s.mean.hi)]
               for s in lb.summary],
-        keys=3,  # split on a narrow console: the IQM columns, then the mean columns
-        caption=None if not single else (
-            f"{', '.join(single)}: one run per world, so the intervals have no width (the "
-            "stratified bootstrap resamples the runs within each world; run 2 or more seeds)"),
+        keys=4,  # split on a narrow console: the IQM columns, then the mean columns
+        caption="; ".join(
+            (["spent: mean env-steps a run took, as a fraction of the budget (no method passes "
+              "it; BC's cloning takes none)"] if any(s.spent is not None for s in lb.summary)
+             else [])
+            + ([] if not single else [
+                f"{', '.join(single)}: one run per world, so the intervals have no width (the "
+                "stratified bootstrap resamples the runs within each world; run 2 or more "
+                "seeds)"])) or None,
     )
     by_class = TextTable(
         title="By taxonomy class",

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
     initial_score REAL,
+    env_steps INTEGER,
     UNIQUE (method, world, seed, steps)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,10 +64,11 @@ CREATE TABLE IF NOT EXISTS bench_sessions (
 _COLUMNS = (
     "method", "world", "seed", "steps", "score_opt", "score_random", "raw_return", "success",
     "bound_flag", "wall_time_s", "autoworld_version", "torch_version", "status", "error",
-    "created_at", "note", "initial_score",
+    "created_at", "note", "initial_score", "env_steps",
 )
 # columns added after the first stores were written: (name, type) added when a store lacks them
-_ADDED_COLUMNS = (("note", "TEXT NOT NULL DEFAULT ''"), ("initial_score", "REAL"))
+_ADDED_COLUMNS = (("note", "TEXT NOT NULL DEFAULT ''"), ("initial_score", "REAL"),
+                  ("env_steps", "INTEGER"))
 
 
 class StoreError(AutoworldError):
@@ -122,6 +124,9 @@ class RunRecord(CellKey):
     initial_score: float | None = Field(None, description="R / R_opt of the untrained policy "
                                         "the run started from (its gain is score_opt minus "
                                         "this), when the method reports it.")
+    env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent (at most "
+                                  "its budget ``steps``; BC's cloning spends none), when "
+                                  "recorded (stores written before it have none).")
 
     @property
     def key(self) -> CellKey:

@@ -411,16 +411,24 @@ class ArmEngine:
                 cur = torch.where(mask, torch.zeros((), dtype=cur.dtype, device=cur.device), cur)
             setattr(s, k, batch_last(cur))
 
-    def reset(self, seed: int | None = None,
-              mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def reset(self, seed: int | None = None, mask: torch.Tensor | None = None, *,
+              streams: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Start new episodes (all envs, or those in ``mask`` (B,) bool) and return the
-        observation. ``seed`` re-derives every env's key from (seed, env index); without it
-        the next scene of each env's stream is drawn."""
+        observation. ``seed`` re-derives every env's key from (seed, env index), or from
+        (seed, ``streams[i]``) when given: envs with one stream index then meet the same scenes
+        (common random numbers); without ``seed`` the next scene of each env's stream is
+        drawn."""
         s = self.state
+        if streams is not None and seed is None:
+            raise EngineError("reset(streams=...) re-keys the envs: it needs a seed")
         if seed is not None:
             self.seed = int(seed)
             base = derive_seed(self.seed, "arm-engine") & MASK32
-            idx = torch.arange(self.num_envs, device=self.device)
+            idx = (torch.arange(self.num_envs, device=self.device) if streams is None
+                   else torch.as_tensor(streams, device=self.device).long().reshape(-1))
+            if idx.numel() != self.num_envs:
+                raise EngineError(f"reset(streams=...) needs one stream index per env "
+                                  f"({self.num_envs}), got {idx.numel()}")
             s.key = hash32(hash32(idx * 0x9E3779B9 + 1) ^ base)
             s.ep = torch.zeros_like(s.ep)
             mask = None

@@ -60,6 +60,25 @@ def test_same_seed_same_trajectories_and_other_seeds_differ():
     assert all(torch.equal(a, b) for a, b in zip(runs[0], _rollout(eng, 60), strict=True))
 
 
+def test_envs_of_one_stream_meet_the_same_scenes():
+    """``reset(seed, streams=...)``: envs given one stream index draw the same scene sequence
+    (the common random numbers an ES population is scored on); the default keys by env."""
+    eng = ArmEngine(arm_world("reach", "arm3"), num_envs=6, seed=0)
+    for _ in range(2):  # the first scene and, after a reset of all, the next one
+        obs = eng.reset(seed=4, streams=torch.arange(3).repeat(2))
+        assert torch.equal(obs["task"][:3], obs["task"][3:])
+        assert not torch.equal(obs["task"][0], obs["task"][1])
+        obs = eng.reset()
+        assert torch.equal(obs["task"][:3], obs["task"][3:])
+    default = eng.reset(seed=4)
+    assert torch.equal(default["task"][:3], eng.reset(seed=4, streams=torch.arange(6))["task"][:3])
+    assert not torch.equal(default["task"][:3], default["task"][3:])
+    with pytest.raises(EngineError, match="one stream index per env"):
+        eng.reset(seed=4, streams=torch.arange(3))
+    with pytest.raises(EngineError, match="needs a seed"):
+        eng.reset(streams=torch.arange(6))
+
+
 def test_velocity_is_not_observed_unless_asked():
     eng = ArmEngine(MIXED[:2], num_envs=2)
     assert "joint_vel" not in eng.reset(seed=0)

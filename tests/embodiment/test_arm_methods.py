@@ -26,7 +26,7 @@ def test_arm_es_runs_and_scores_against_the_expert(tmp_path):
     res = spec.run("ArmReach-arm2", steps=3_000, num_envs=20, seed=0,
                    options=MethodOptions(population=4), run_dir=tmp_path)
     assert isinstance(res, MethodResult) and res.method == "arm-es"
-    assert res.env_steps >= 3_000 and res.extra["generations"] >= 1
+    assert 1_500 <= res.env_steps <= 3_000 and res.extra["generations"] >= 1  # a cap
     assert res.extra["expert_return"] > res.extra["random_return"]
     assert res.score == pytest.approx(res.mean_return / res.extra["expert_return"])
     assert (tmp_path / "policy.safetensors").is_file() and (tmp_path / "result.json").is_file()

@@ -476,3 +476,23 @@ def test_suite_core36_is_the_leaderboard_grid() -> None:
         select_worlds("suite:core99", available_worlds())
     with pytest.raises(BenchError, match="lacks"):
         select_worlds("suite:core36", WORLDS)
+
+
+def test_every_grid_method_keeps_within_its_budget_and_the_store_says_what_it_spent(
+        tmp_path: Path) -> None:
+    """A budget is a cap: each method stops at its last whole rollout or generation within it
+    (weight-space methods fit their last generation to what is left), and the store keeps the
+    env-steps each run took, which the leaderboard shows as a fraction of the budget."""
+    from autoworld.leaderboard.bench import make_train_runner
+    from autoworld.leaderboard.report import build_leaderboard
+
+    store = RunStore(tmp_path / "cap.db")
+    budget = 2_500
+    recs = run_bench(plan(["ppo", "es", "cem", "ga"], ["Empty-6x6"], 1, budget), store,
+                     make_train_runner())
+    assert [r.status for r in recs] == ["finished"] * 4, [r.error for r in recs]
+    for r in recs:
+        assert r.env_steps is not None and 0.5 * budget <= r.env_steps <= budget, r
+    lb = build_leaderboard(store.runs(), reps=50)
+    assert {s.method: s.spent for s in lb.summary} == {r.method: r.env_steps / budget
+                                                        for r in recs}

@@ -38,8 +38,9 @@ def make_runs() -> list[RunRecord]:
         for w in WORLDS:
             for s in range(4):
                 v = float(np.clip(base + rng.normal(0, 0.15), 0, 1))
+                spent = {"ppo": 96 - s, "es": 90 + s}.get(m)  # random has no record of it
                 runs.append(RunRecord(method=m, world=w, seed=s, steps=100, score_opt=v,
-                                      score_random=v - 0.05))
+                                      score_random=v - 0.05, env_steps=spent))
     return runs
 
 
@@ -56,6 +57,8 @@ def test_aggregates_match_the_statistics(board) -> None:
     assert top.iqm.point == pytest.approx(float(iqm(np.array(ppo))))
     assert top.mean.point == pytest.approx(float(np.mean(ppo)))
     assert top.worlds == 3 and top.runs == 12
+    assert top.spent == pytest.approx(np.mean([96 - s for s in range(4)]) / 100)
+    assert board.summary[-1].method == "random" and board.summary[-1].spent is None
     cell = next(c for c in board.matrix if c.world == "Empty-6x6" and c.method == "es")
     assert cell.mean == pytest.approx(np.mean([r.score_opt for r in runs
                                                if r.method == "es" and r.world == "Empty-6x6"]))
@@ -99,10 +102,11 @@ def test_formats_agree(board) -> None:
     # json holds the same numbers at full precision
     for s in data["summary"]:
         line = next(r for r in tables[0].rows if r[0] == s["method"])
-        assert line[3:9] == [fmt(s["iqm"]["point"]), fmt(s["iqm"]["lo"]), fmt(s["iqm"]["hi"]),
+        assert line[3] == ("-" if s["spent"] is None else fmt(s["spent"]))
+        assert line[4:10] == [fmt(s["iqm"]["point"]), fmt(s["iqm"]["lo"]), fmt(s["iqm"]["hi"]),
                              fmt(s["mean"]["point"]), fmt(s["mean"]["lo"]),
                              fmt(s["mean"]["hi"])]
-        assert re.search(rf"\b{re.escape(s['method'])}\b.*{re.escape(line[3])}", table)
+        assert re.search(rf"\b{re.escape(s['method'])}\b.*{re.escape(line[4])}", table)
     cell = data["matrix"][0]
     mrow = next(r for r in tables[2].rows if r[0] == cell["world"])
     assert mrow[tables[2].columns.index(cell["method"])] == fmt(cell["mean"])
@@ -294,7 +298,11 @@ def test_one_run_per_world_says_why_the_intervals_have_no_width() -> None:
     assert caption and "one run per world" in caption and "ppo" in caption
     assert caption in render(lb, "md")
     assert "one run per world" in " ".join(render(lb, "table").split())
-    assert text_tables(build_leaderboard(make_runs(), reps=100,
+    caption = text_tables(build_leaderboard(make_runs(), reps=100,
+                                            tags_of=TAGS.__getitem__))[0].caption
+    assert caption and "one run per world" not in caption and "spent" in caption
+    no_record = [r.model_copy(update={"env_steps": None}) for r in make_runs()]
+    assert text_tables(build_leaderboard(no_record, reps=100,
                                          tags_of=TAGS.__getitem__))[0].caption is None
 
 

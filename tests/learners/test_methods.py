@@ -66,8 +66,8 @@ def test_method_improves_over_initial_policy(name):
     res = METHODS[name].run(world, steps=steps, num_envs=num_envs, seed=0, options=options)
     assert res.method == name and res.world == world
     assert res.score > res.initial_score + 0.05, res
-    if name != "bc":
-        assert res.env_steps >= steps
+    if name != "bc":  # the budget is a cap that the last rollout or generation nearly fills
+        assert 0.9 * steps <= res.env_steps <= steps, res.env_steps
     if name.startswith("bc"):
         key = "accuracy" if name == "bc" else "bc_accuracy"
         assert res.extra[key] > 0.95
@@ -121,14 +121,16 @@ def test_successive_halving_drops_methods_that_cannot_run_and_keeps_the_budget()
                              options=options)
     first, last = res.rounds[0], res.rounds[-1]
     assert len(res.rounds) == 2 and first.steps == 1_000
-    # the last round gets what the first left: bc could not run, and the others rounded up
-    assert first.env_steps > 0 and last.steps == (6_000 - first.env_steps) // 2
+    # the last round gets what the first left: bc could not run, and the others stopped at
+    # their last whole generation within their share
+    assert 0 < first.env_steps <= 2 * first.steps and last.steps == (6_000 - first.env_steps) // 2
     assert first.scores["bc"] == float("-inf") and "bc" not in first.survivors
     assert res.chosen == max(last.scores, key=last.scores.get) == last.survivors[0]
     assert res.result.method == res.chosen and res.result.test_score is not None
     assert res.env_steps == first.env_steps + last.env_steps
-    # only the last round's rounding (whole generations) goes over the budget
-    assert 6_000 <= res.env_steps <= 6_000 + 600, res.env_steps
+    # no run passes its share, so the selector keeps within its budget (and nearly fills it)
+    assert 5_000 <= res.env_steps <= 6_000, res.env_steps
+    assert all(r.env_steps <= r.steps * len(r.scores) for r in res.rounds)
 
 
 def test_methods_cli_json_lists_methods():

@@ -154,7 +154,8 @@ def test_soe_loop_spends_its_budget_and_keeps_the_best():
     pool = soe.Pool([first])
     op = MutationOperator(GAConfig(population=4, sigma=0.5), seed=0)
     logs = soe.soe_loop(pool, lambda c: soe.select_best(c, 2), op, ev.score, steps=1_000)
-    assert logs[-1].env_steps >= 1_000 > logs[-2].env_steps if len(logs) > 1 else True
+    # never past the budget, and the last generation (fitted to what was left) nearly fills it
+    assert len(logs) > 1 and 900 <= logs[-1].env_steps <= 1_000, logs[-1]
     assert len(pool) == 4  # generational: the last generation
     assert logs[-1].best_return == max(c.ret for c in pool)
 
@@ -183,3 +184,35 @@ def test_bc_reaches_high_accuracy_on_oracle_demonstrations():
     capped = clone(_tiny_policy(spec), demos, BCConfig(batch_size=8, max_updates=3 * -(-N // 8)),
                    seed=0)
     assert len(capped) == 3 and len(losses) == BCConfig().epochs
+
+
+def test_a_rollout_fits_the_budget_it_is_given():
+    """``budget`` caps a population rollout: fewer episodes per member and a capped horizon,
+    the same for every member; not one episode each raises BudgetExhausted."""
+    spec = load_world("Empty-6x6")
+    policy = _tiny_policy(spec)
+    theta = soe.flat_params(policy)
+    pop = theta[None] + 0.5 * torch.randn(3, theta.numel(), generator=torch.Generator()
+                                          .manual_seed(0))
+    ev = soe.PopulationEvaluator(spec, policy, episodes=4, greedy=True)
+    full = ev(pop, seed=1)
+    T = spec.max_steps
+    assert full.env_steps <= 3 * 4 * T
+    for budget in (3 * 4 * T - 1, 3 * 2 * T, 3 * T + 5):
+        ev = soe.PopulationEvaluator(spec, policy, episodes=4, greedy=True)
+        assert ev(pop, seed=1, budget=budget).env_steps <= budget
+    # before any rollout an episode is taken to last max_steps
+    with pytest.raises(soe.BudgetExhausted, match="3 candidates"):
+        soe.PopulationEvaluator(spec, policy, episodes=4, greedy=True)(pop, 1, 3 * T - 1)
+    # a horizon shorter than the last rollout's longest episode is capped, never passed
+    ev = soe.PopulationEvaluator(spec, policy, episodes=4, greedy=True)
+    ev(pop, seed=1)
+    ev._longest = 3  # as if the last rollout's episodes had all ended within 3 steps
+    assert ev(pop, seed=1, budget=3 * 4 * 3).env_steps <= 3 * 4 * 3
+    # fitting uses the last rollout's longest episode: after a full rollout a budget that
+    # holds it whole gives the same scores as no budget
+    assert ev(pop, seed=1) == full
+    assert ev(pop, seed=1, budget=full.env_steps) == full
+    assert soe.fit_rollout(3, 4, None, None, T) == (4, T)
+    assert soe.fit_rollout(3, 4, 3 * 4 * 10, 10, T) == (4, 10)
+    assert soe.fit_rollout(3, 4, 3 * 2 * 10 + 5, 10, T) == (2, 10)

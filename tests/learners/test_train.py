@@ -160,7 +160,7 @@ def test_registered_methods_size_their_envs_to_a_small_budget() -> None:
     # 256 envs used to run whole generations of 256 episodes: 16,200 steps for a 3,000 budget
     res = train(WORLD, method="es", steps=3000, num_envs=None, seed=0,
                 options=MethodOptions(policy=PolicyConfig(trunk="mlp", hidden=8)))
-    assert 3000 <= res.steps < 2 * 3000
+    assert 0.5 * 3000 <= res.steps <= 3000
 
 
 def test_registered_methods_write_tensorboard_too(tmp_path) -> None:
