@@ -106,7 +106,8 @@ class ArmEnv(gymnasium.Env):
     Args:
         world: the world spec.
         render_mode: ``"rgb_array"`` or None.
-        seed: root seed used when the first ``reset`` has none (default: from entropy).
+        seed: root seed of the first ``reset`` that has none: ``ArmEnv(w, seed=s).reset()``
+            starts the episode ``reset(seed=s)`` starts (default: from entropy).
         split: ``"train"`` or ``"shifted"`` scenes.
         obs_velocity: ablation: add ``joint_vel`` to the observation.
         max_episode_steps: override the spec's ``max_steps``.
@@ -131,6 +132,7 @@ class ArmEnv(gymnasium.Env):
         self.engine.keep_final_state = render_mode is not None
         self.size = size
         self._seeded = seed is not None
+        self._first_seed = seed  # the first reset without a seed starts from it
         self._ended = None
 
     def reset(self, *, seed: int | None = None,
@@ -139,6 +141,9 @@ class ArmEnv(gymnasium.Env):
         super().reset(seed=seed)
         if options:
             raise EngineError(f"unknown reset option(s) {sorted(options)}; there are none")
+        if seed is None:  # the constructor's seed, as reset(seed=...) would start
+            seed = self._first_seed
+        self._first_seed = None
         if seed is None and not self._seeded:
             seed = int(self.np_random.integers(SEED_BOUND))
         if seed is not None:
@@ -185,7 +190,7 @@ class ArmVectorEnv(VectorEnv):
         num_envs: batch size.
         device: torch device.
         numpy: return numpy arrays instead of tensors.
-        seed: root seed used when the first ``reset`` has none.
+        seed: root seed of the first ``reset`` that has none (as ``reset(seed=...)`` would).
         world_ids: which world each env runs (default round-robin).
         split: ``"train"`` or ``"shifted"``.
         obs_velocity: ablation: add ``joint_vel``.
@@ -222,6 +227,7 @@ class ArmVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._seeded = seed is not None
+        self._first_seed = seed  # the first reset without a seed starts from it
         self._return = torch.zeros(self.num_envs, device=self.device)
         self._length = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
@@ -240,6 +246,9 @@ class ArmVectorEnv(VectorEnv):
             mask = torch.as_tensor(mask, device=self.device)
             if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
                 raise EngineError(f"options['reset_mask'] must be {self.num_envs} bools")
+        if seed is None and mask is None:  # the constructor's seed, as reset(seed=...) would
+            seed = self._first_seed
+        self._first_seed = None
         if seed is None and not self._seeded:
             seed = int(self.np_random.integers(SEED_BOUND))
         if seed is not None:

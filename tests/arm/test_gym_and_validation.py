@@ -161,3 +161,14 @@ def test_the_last_frame_of_an_episode_shows_its_final_state():
     assert env.render().shape == (256, 256, 3)
     env.reset()
     assert env._ended is None
+
+
+def test_a_constructor_seed_starts_the_episode_reset_with_that_seed_starts():
+    """``ArmEnv(w, seed=s).reset()`` is ``reset(seed=s)``: it used to skip the first scene of
+    the stream. The same for the vector env."""
+    w = load_arm_world("ArmReach-N3")
+    seeded, plain = ArmEnv(w, seed=3), ArmEnv(w)
+    assert [seeded.reset()[1], seeded.reset()[1]] == [plain.reset(seed=3)[1], plain.reset()[1]]
+    vs, vp = ArmVectorEnv(w, 4, seed=3), ArmVectorEnv(w, 4)
+    a, b = vs.reset()[0], vp.reset(seed=3)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
