@@ -12,7 +12,7 @@ import numpy as np
 from autoworld.envs.arm.engine import ArmEngine, ArmState
 from autoworld.envs.arm.scene import wipe_cells
 
-VIEW = 1.1  # metres from the base to the frame's edge
+VIEW = 1.1  # the frame's half-width, in reaches of the arm (at least 1 m: the standard arms)
 
 
 def render_rgb(engine: ArmEngine, index: int = 0, size: int = 256,
@@ -23,7 +23,8 @@ def render_rgb(engine: ArmEngine, index: int = 0, size: int = 256,
     s = engine.state if state is None else state
     i = int(index)
     task = engine.worlds[int(engine.world_ids[i])].task
-    px = size / (2 * VIEW)
+    reach = float(engine.p["links"][i].sum())
+    px = size / (2 * VIEW * max(1.0, reach))  # a longer arm is drawn smaller, never clipped
 
     def xy(p) -> tuple[float, float]:
         return (size / 2 + float(p[0]) * px, size / 2 - float(p[1]) * px)
@@ -35,7 +36,6 @@ def render_rgb(engine: ArmEngine, index: int = 0, size: int = 256,
 
     img = Image.new("RGB", (size, size), (236, 232, 222))
     d = ImageDraw.Draw(img)
-    reach = float(engine.p["links"][i].sum())
     disk(d, (0.0, 0.0), reach, (226, 221, 208), (200, 194, 180))
     p = engine.p
     for k in range(int(s.n_distract[i])):

@@ -172,3 +172,27 @@ def test_a_constructor_seed_starts_the_episode_reset_with_that_seed_starts():
     vs, vp = ArmVectorEnv(w, 4, seed=3), ArmVectorEnv(w, 4)
     a, b = vs.reset()[0], vp.reset(seed=3)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_long_arm_is_drawn_whole():
+    """The frame scales with the arm's reach: a 3 m arm stretched out used to leave the frame
+    (it showed 1.1 m from the base)."""
+    from autoworld.envs.arm.spec import ArmWorldSpec, EmbodimentSpec
+
+    emb = EmbodimentSpec(name="big", link_lengths=(1.5, 1.5),
+                         joint_limits=((-3.14159, 3.14159), (-2.6, 2.6)), vel_limits=(0.15, 0.15))
+    big = ArmWorldSpec(**{**arm_world("reach", "arm2").model_dump(), "embodiment": emb.model_dump(),
+                          "name": "BigReach"})
+    env = ArmEnv(big, render_mode="rgb_array", size=128)
+    env.reset(seed=0)
+    frame = env.render()
+    rim = (200, 194, 180)  # the outline of the workspace disk (radius = the reach)
+    on_rim = np.all(frame == rim, axis=-1)
+    assert on_rim.any()
+    border = np.concatenate([on_rim[0], on_rim[-1], on_rim[:, 0], on_rim[:, -1]])
+    assert not border.any()  # the whole workspace is inside the frame
+    # the standard 1 m arms keep their scale
+    std = ArmEnv(arm_world("reach", "arm3"), render_mode="rgb_array", size=128)
+    std.reset(seed=0)
+    ys, xs = np.nonzero(np.all(std.render() == rim, axis=-1))
+    assert xs.max() - xs.min() == pytest.approx(128 / 1.1, abs=3)
