@@ -118,6 +118,8 @@ class DemoSet:
         from safetensors.torch import load_file
 
         src = Path(path)
+        if not src.exists():
+            _restore_interrupted(src)
         tf, mf = src / "tensors.safetensors", src / "meta.json"
         if not tf.is_file() or not mf.is_file():
             raise SpecError(f"{src} is not a demo dataset (needs tensors.safetensors and "
@@ -129,6 +131,17 @@ class DemoSet:
         tensors = load_file(str(tf))
         return cls(**tensors, **{k: meta[k] for k in _LISTS},
                    operator_names=meta.get("operator_names", []), meta=meta.get("meta", {}))
+
+
+def _restore_interrupted(dest: Path) -> None:
+    """Put back the dataset a ``save`` killed between its two renames moved aside: ``save``
+    moves the old folder to ``.NAME.old-PID`` and then the new one into place, so a kill
+    between them leaves only the old copy, complete."""
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    for old in reversed(olds):  # the newest first
+        if (old / "tensors.safetensors").is_file() and (old / "meta.json").is_file():
+            os.replace(old, dest)
+            return
 
 
 def collect_demos(worlds: Sequence[ArmWorldSpec], episodes: int, operators: Sequence[Operator],

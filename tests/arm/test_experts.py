@@ -150,6 +150,10 @@ def test_demo_set_saves_loads_and_subsets(tmp_path, rate_demos):
     assert [p.name for p in tmp_path.iterdir()] == ["demos"]
     with pytest.raises(SpecError, match="not a demo dataset"):
         DemoSet.load(tmp_path / "missing")
+    # a save killed between moving the old folder aside and moving the new one in: the old
+    # copy is complete, and load puts it back
+    os.replace(path, tmp_path / ".demos.old-12345")
+    assert len(DemoSet.load(path)) == 1 and [p.name for p in tmp_path.iterdir()] == ["demos"]
     # observations never carry the operator's speed
     assert not hasattr(d, "joint_vel") and d.joint_state.shape[-1] == 3
     assert (d.joint_action.abs() <= 1 + 1e-5).all()
