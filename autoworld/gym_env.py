@@ -134,6 +134,49 @@ def to_numpy(tree: Any) -> Any:
     return tree
 
 
+def one_action(action: Any, n: int) -> int:
+    """A single env's action as an int in ``0..n-1``: a Python or numpy integer, or a 0-d
+    integer array or tensor. Floats, strings and anything out of range are errors (``int()``
+    would truncate 2.9 to 2 and parse "3")."""
+    value = action
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, int | np.integer):
+        raise EngineError(f"action must be an int in 0..{n - 1} (got {action!r} of type "
+                          f"{type(action).__name__})")
+    if not 0 <= int(value) < n:
+        raise EngineError(f"action must be in 0..{n - 1} (got {action})")
+    return int(value)
+
+
+def batch_actions(actions: Any, num_envs: int, n: int, device: torch.device) -> torch.Tensor:
+    """``(num_envs,)`` integer actions in ``0..n-1`` as a long tensor on ``device``.
+
+    Arrays, lists and CPU tensors are checked in full (dtype, shape, range). A tensor on
+    another device is checked for dtype and shape only: its range check would wait for the
+    device at every step; out-of-range values there are the caller's to avoid."""
+    if isinstance(actions, torch.Tensor):
+        if actions.dtype.is_floating_point or actions.dtype.is_complex \
+                or actions.dtype == torch.bool:
+            raise EngineError(f"actions must be integers in 0..{n - 1} (got a "
+                              f"{actions.dtype} tensor)")
+        a = actions
+    else:
+        arr = np.asarray(actions)
+        if arr.dtype.kind not in "iu":
+            raise EngineError(f"actions must be integers in 0..{n - 1} (got dtype {arr.dtype})")
+        a = torch.as_tensor(arr)
+    if tuple(a.shape) != (num_envs,):
+        raise EngineError(f"actions must have shape ({num_envs},), one per env (got "
+                          f"{tuple(a.shape)})")
+    if a.device.type == "cpu":
+        bad = (a < 0) | (a >= n)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise EngineError(f"actions must be in 0..{n - 1} (env {i} got {int(a[i])})")
+    return a.to(device=device, dtype=torch.long)
+
+
 def _terminal_state(engine: GridEngine, before: GridState, actions: torch.Tensor) -> GridState:
     """The state an episode ended in, which the engine's same-step autoreset has replaced.
 
@@ -219,10 +262,7 @@ class GridEnv(gymnasium.Env):
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
         """Take one action; an ended episode returns its true final observation."""
-        a = int(action)
-        if not 0 <= a < NUM_ACTIONS:
-            raise EngineError(f"action must be in 0..{NUM_ACTIONS - 1} (got {action})")
-        actions = torch.tensor([a], dtype=torch.long)
+        actions = torch.tensor([one_action(action, NUM_ACTIONS)], dtype=torch.long)
         before = self.engine.state.clone() if self.render_mode is not None else None
         obs, reward, term, trunc, info = self.engine.step(actions)
         terminated, truncated = bool(term[0]), bool(trunc[0])
@@ -344,6 +384,7 @@ class GridVectorEnv(VectorEnv):
         if seed is not None and not isinstance(seed, int | np.integer):
             raise EngineError("reset(seed=...) takes one int; env i derives its stream from "
                               f"(seed, i) (got {type(seed).__name__})")
+        seed = None if seed is None else int(seed)  # gymnasium's reset wants a Python int
         super().reset(seed=seed)
         options = dict(options or {})
         level = options.pop("level", None)
@@ -385,8 +426,9 @@ class GridVectorEnv(VectorEnv):
         return self._out(obs), self._out(info)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-        """Step every env with ``actions`` (B,) ints (tensor, array or list)."""
-        actions = torch.as_tensor(actions, device=self.device)
+        """Step every env with ``actions`` (B,) ints (tensor, array or list;
+        :func:`batch_actions` checks them)."""
+        actions = batch_actions(actions, self.num_envs, NUM_ACTIONS, self.device)
         obs, reward, terminated, truncated, engine_info = self.engine.step(actions)
         done = terminated | truncated  # (B,) bool
         info: dict[str, Any] = {}

@@ -363,3 +363,32 @@ def test_a_masked_reset_leaves_the_other_envs_episodes_untouched():
         oa, ra, *_ = a.step(act)
         ob, rb, *_ = b.step(act)
         assert torch.equal(oa["image"][1:], ob["image"][1:]) and torch.equal(ra[1:], rb[1:])
+
+
+def test_actions_are_checked_in_the_single_and_the_vector_env():
+    """Bad actions are errors that name the fix. The vector env used to pass -1 to the engine
+    (a diagonal move with direction -1 that corrupted the state), accept floats by truncating
+    them and accept one action for several envs; the single env took int(2.9) == 2 and "3"."""
+    env = make_env("DoorKey-8x8")
+    env.reset(seed=0)
+    for bad in (2.9, np.float32(6.99), "3", 7, -1):
+        with pytest.raises(EngineError, match="action must"):
+            env.step(bad)
+    for good in (2, np.int32(2), np.int64(2), torch.tensor(2), np.array(2)):
+        env.step(good)
+    envs = make_vector_env(2, "DoorKey-8x8", seed=0)
+    envs.reset()
+    for bad, match in (([-1, 0], "env 0 got -1"), ([0, 7], "env 1 got 7"),
+                       ([2.9, 1.5], "integers"), (torch.tensor([1.0, 2.0]), "integers"),
+                       ([0], r"shape \(2,\)"), ([[0], [1]], r"shape \(2,\)"), (3, r"shape")):
+        with pytest.raises(EngineError, match=match):
+            envs.step(bad)
+    for good in ([0, 1], np.array([2, 3], dtype=np.int32), torch.tensor([4, 5])):
+        envs.step(good)
+
+
+def test_numpy_integer_seeds_are_taken():
+    envs = make_vector_env(2, "Empty-6x6", numpy=True)
+    a = envs.reset(seed=np.int64(3))[0]
+    b = envs.reset(seed=3)[0]
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -414,10 +414,10 @@ class ArmEngine:
     def reset(self, seed: int | None = None, mask: torch.Tensor | None = None, *,
               streams: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Start new episodes (all envs, or those in ``mask`` (B,) bool) and return the
-        observation. ``seed`` re-derives every env's key from (seed, env index), or from
-        (seed, ``streams[i]``) when given: envs with one stream index then meet the same scenes
-        (common random numbers); without ``seed`` the next scene of each env's stream is
-        drawn."""
+        observation. ``seed`` re-derives the key of every env it resets from (seed, env
+        index), or from (seed, ``streams[i]``) when given: envs with one stream index then meet
+        the same scenes (common random numbers); without ``seed`` the next scene of each env's
+        stream is drawn. Envs outside ``mask`` keep their key, stream and episode."""
         s = self.state
         if streams is not None and seed is None:
             raise EngineError("reset(streams=...) re-keys the envs: it needs a seed")
@@ -429,9 +429,12 @@ class ArmEngine:
             if idx.numel() != self.num_envs:
                 raise EngineError(f"reset(streams=...) needs one stream index per env "
                                   f"({self.num_envs}), got {idx.numel()}")
-            s.key = hash32(hash32(idx * 0x9E3779B9 + 1) ^ base)
-            s.ep = torch.zeros_like(s.ep)
-            mask = None
+            key = hash32(hash32(idx * 0x9E3779B9 + 1) ^ base)
+            if mask is None:
+                s.key, s.ep = key, torch.zeros_like(s.ep)
+            else:
+                s.key = torch.where(mask, key, s.key)
+                s.ep = torch.where(mask, 0, s.ep)
         else:
             s.ep = s.ep + (1 if mask is None else mask.long())
         self._new_episode(s, mask)

@@ -237,6 +237,7 @@ class ArmVectorEnv(VectorEnv):
         if seed is not None and not isinstance(seed, int | np.integer):
             raise EngineError("reset(seed=...) takes one int; env i derives its stream from "
                               f"(seed, i) (got {type(seed).__name__})")
+        seed = None if seed is None else int(seed)  # gymnasium's reset wants a Python int
         super().reset(seed=seed)
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
@@ -253,24 +254,38 @@ class ArmVectorEnv(VectorEnv):
             seed = int(self.np_random.integers(SEED_BOUND))
         if seed is not None:
             self._seeded = True
-            mask = None
-        obs = self.engine.reset(seed=None if seed is None else int(seed), mask=mask)
+        obs = self.engine.reset(seed=seed, mask=mask)  # a mask keeps the other envs going
         if mask is None:
             self._return.zero_()
             self._length.zero_()
         else:
             self._return = torch.where(mask, 0.0, self._return)
             self._length = torch.where(mask, 0, self._length)
-        return self._out(obs), self._out({"scene": self.engine.state.scene_key.clone()})
+        return self._out(self._obs(obs)), self._out({"scene": self.engine.state.scene_key
+                                                     .clone()})
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-        """Step every env with ``actions`` (B, action dim)."""
+        """Step every env with ``actions`` (B, action dim) in [-1, 1] (clipped). A NaN or
+        infinite action is an error on the CPU; on another device it acts as 0 there
+        (checking would wait for the device at every step), so it never poisons a state."""
         actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
+        if actions.device.type == "cpu":
+            if not bool(torch.isfinite(actions).all()):
+                bad = (~torch.isfinite(actions)).any(-1).nonzero()[0, 0] \
+                    if actions.dim() > 1 else 0
+                raise EngineError(f"actions must be finite numbers (env {int(bad)} got "
+                                  f"{actions[bad].tolist()})")
+        else:
+            actions = torch.nan_to_num(actions, nan=0.0, posinf=1.0, neginf=-1.0)
         obs, reward, terminated, truncated, engine_info = self.engine.step(actions)
         done = terminated | truncated
-        info: dict[str, Any] = {"final_obs": engine_info["final_obs"], "_final_obs": done,
-                                "final_info": {}, "_final_info": done,
-                                "success": engine_info["success"]}
+        # the success of the episodes that ended, per env, as in a SyncVectorEnv's final_info;
+        # "success" (every env's step) stays for the existing readers
+        info: dict[str, Any] = {"final_obs": self._obs(engine_info["final_obs"]),
+                                "_final_obs": done,
+                                "final_info": {"success": engine_info["success"] & done,
+                                               "_success": done},
+                                "_final_info": done, "success": engine_info["success"]}
         if self.episode_statistics:
             self._return = self._return + reward
             self._length = self._length + 1
@@ -279,8 +294,18 @@ class ArmVectorEnv(VectorEnv):
             info["_episode"] = done
             self._return = torch.where(done, 0.0, self._return)
             self._length = torch.where(done, 0, self._length)
-        return (self._out(obs), self._out(reward), self._out(terminated),
+        return (self._out(self._obs(obs)), self._out(reward), self._out(terminated),
                 self._out(truncated), self._out(info))
+
+    @staticmethod
+    def _obs(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The engine's observation as handed out: the constant rows (``joint_desc``,
+        ``joint_mask``) copied, so that no two observations share memory, and ``joint_mask``
+        in its space's dtype (int8)."""
+        out = dict(obs)
+        out["joint_desc"] = obs["joint_desc"].clone()
+        out["joint_mask"] = obs["joint_mask"].to(torch.int8)
+        return out
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """One frame per env."""

@@ -18,7 +18,7 @@ from autoworld.envs.arm.registration import (
 )
 from autoworld.envs.arm.spec import TASKS, arm_world, load_arm_spec, spec_to_yaml
 from autoworld.envs.arm.validation import validate_arm_spec
-from autoworld.errors import CatalogueError, SpecError
+from autoworld.errors import CatalogueError, EngineError, SpecError
 
 register_arm_worlds()
 
@@ -196,3 +196,32 @@ def test_a_long_arm_is_drawn_whole():
     std.reset(seed=0)
     ys, xs = np.nonzero(np.all(std.render() == rim, axis=-1))
     assert xs.max() - xs.min() == pytest.approx(128 / 1.1, abs=3)
+
+
+def test_arm_vector_env_keeps_gymnasium_contracts():
+    """A seeded masked reset resets only the masked envs (it used to restart all); a NaN
+    action is an error (it used to poison the episode); observations share no memory (the
+    constant joint_desc and joint_mask rows were the engine's own buffers) and joint_mask has
+    its space's dtype; final_info carries the success of the episodes that ended."""
+    w = load_arm_world("ArmReach-N3")
+    envs = ArmVectorEnv(w, 3, seed=0, numpy=True)
+    obs, _ = envs.reset()
+    for _ in range(5):
+        obs, *_ = envs.step(np.zeros((3, 3), dtype=np.float32))
+    mask = np.array([True, False, False])
+    again, _ = envs.reset(seed=7, options={"reset_mask": mask})
+    assert np.array_equal(again["ee"][1:], obs["ee"][1:])  # envs 1 and 2 keep going
+    assert not np.array_equal(again["ee"][0], obs["ee"][0])
+    # the reset env starts what env 0 of reset(seed=7) starts
+    fresh = ArmVectorEnv(w, 3, numpy=True).reset(seed=7)[0]
+    assert np.array_equal(again["ee"][0], fresh["ee"][0])
+    with pytest.raises(EngineError, match="finite"):
+        envs.step(np.array([[0, 0, 0], [np.nan, 0, 0], [0, 0, 0]], dtype=np.float32))
+    o1, *_ = envs.step(np.zeros((3, 3), dtype=np.float32))
+    o1["joint_desc"][:] = 99
+    o1["joint_mask"][:] = 0
+    o2, *_, info = envs.step(np.zeros((3, 3), dtype=np.float32))
+    assert (o2["joint_desc"] != 99).any() and o2["joint_mask"].any()
+    assert o2["joint_mask"].dtype == np.int8 == envs.single_observation_space["joint_mask"].dtype
+    assert envs.observation_space.contains(o2)
+    assert set(info["final_info"]) == {"success", "_success"}
