@@ -55,6 +55,8 @@ class CellOutcome(BaseModel):
     note: str = Field("", description="What a reader of the score should know (stored).")
     initial_score: float | None = Field(None, description="R / R_opt of the untrained policy.")
     env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent.")
+    num_envs: int | None = Field(None, ge=1, description="Parallel envs it trained with.")
+    device: str = Field("", description="Torch device it trained on.")
 
 
 Runner = Callable[[CellKey], CellOutcome]
@@ -500,7 +502,8 @@ def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None
                      if v is not None}
         result = get_method(cell.method).run(world, steps=cell.steps, seed=cell.seed,
                                              device=device, run_dir=run_dir, **overrides)
-        return _with_bound_flag(outcome_from_result(result), cell.world)
+        outcome = outcome_from_result(result).model_copy(update={"device": str(device)})
+        return _with_bound_flag(outcome, cell.world)
     envs = budget_num_envs(cell.steps, num_envs)
     kwargs: dict[str, Any] = {"method": cell.method, "steps": cell.steps, "seed": cell.seed,
                               "device": device, "num_envs": envs, "run_dir": run_dir}
@@ -512,8 +515,9 @@ def train_runner(cell: CellKey, device: str = "cpu", num_envs: int | None = None
     result = train(world, **kwargs)
     outcome = outcome_from_result(result)
     taken = getattr(result, "steps", None)  # a TrainResult's env-steps taken
-    if isinstance(taken, int):
-        outcome = outcome.model_copy(update={"env_steps": taken})
+    outcome = outcome.model_copy(update={"num_envs": envs, "device": str(device),
+                                         **({"env_steps": taken} if isinstance(taken, int)
+                                            else {})})
     return _with_bound_flag(outcome, cell.world)
 
 

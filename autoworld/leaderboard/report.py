@@ -144,6 +144,9 @@ class Leaderboard(BaseModel):
                                       "runs' bound_flag); marked with a dagger in the tables.")
     notes: list[Note] = Field(default_factory=list, description="Notes the runs carry, per "
                               "method and world (what a reader of their scores should know).")
+    settings: list[str] = Field(default_factory=list, description="The (envs, device) the "
+                                "runs shown were trained with, where recorded: more than one "
+                                "means a table mixes training settings.")
     upper_bound: UpperBound | None = Field(None, description="Best fixed method against the "
                                            "per-world best (two methods or more).")
 
@@ -204,12 +207,15 @@ def build_leaderboard(
     noted: dict[tuple[str, str, str], int] = defaultdict(int)
     inexact: set[str] = set()
     spent: dict[str, list[float]] = defaultdict(list)
+    settings: set[str] = set()
     for run in runs:
         value = getattr(run, metric)
         if run.status == "finished" and value is not None and np.isfinite(value):
             scores[run.method][run.world].append(float(value))
             if run.env_steps is not None:
                 spent[run.method].append(run.env_steps / run.steps)
+            if run.num_envs is not None or run.device:
+                settings.add(f"{run.num_envs or '?'} envs on {run.device or '?'}")
             if run.bound_flag:
                 inexact.add(run.world)
             initial[run.method][run.world].append(run.initial_score)
@@ -270,7 +276,7 @@ def build_leaderboard(
     return Leaderboard(metric=metric, steps=steps, reps=reps, confidence=confidence, seed=seed,
                        methods=methods, worlds=all_worlds, summary=summary, by_class=by_class,
                        matrix=matrix, improvement=improvement, profiles=profiles,
-                       inexact_worlds=sorted(inexact), notes=notes,
+                       inexact_worlds=sorted(inexact), notes=notes, settings=sorted(settings),
                        sampled_worlds=[w for w in all_worlds
                                        if world_tags[w].get("dynamics") == "stochastic"],
                        upper_bound=_upper_bound(scores, initial, methods, metric, seed))
@@ -367,6 +373,9 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
             (["spent: mean env-steps a run took, as a fraction of the budget (no method passes "
               "it; BC's cloning takes none)"] if any(s.spent is not None for s in lb.summary)
              else [])
+            + ([f"the runs were trained with different settings ({'; '.join(lb.settings)}): "
+                "scores of one method may differ between them"] if len(lb.settings) > 1
+               else [])
             + ([] if not single else [
                 f"{', '.join(single)}: one run per world, so the intervals have no width (the "
                 "stratified bootstrap resamples the runs within each world; run 2 or more "

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS runs (
     note TEXT NOT NULL DEFAULT '',
     initial_score REAL,
     env_steps INTEGER,
+    num_envs INTEGER,
+    device TEXT NOT NULL DEFAULT '',
     UNIQUE (method, world, seed, steps)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,11 +66,12 @@ CREATE TABLE IF NOT EXISTS bench_sessions (
 _COLUMNS = (
     "method", "world", "seed", "steps", "score_opt", "score_random", "raw_return", "success",
     "bound_flag", "wall_time_s", "autoworld_version", "torch_version", "status", "error",
-    "created_at", "note", "initial_score", "env_steps",
+    "created_at", "note", "initial_score", "env_steps", "num_envs", "device",
 )
 # columns added after the first stores were written: (name, type) added when a store lacks them
 _ADDED_COLUMNS = (("note", "TEXT NOT NULL DEFAULT ''"), ("initial_score", "REAL"),
-                  ("env_steps", "INTEGER"))
+                  ("env_steps", "INTEGER"), ("num_envs", "INTEGER"),
+                  ("device", "TEXT NOT NULL DEFAULT ''"))
 
 
 class StoreError(AutoworldError):
@@ -127,6 +130,10 @@ class RunRecord(CellKey):
     env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent (at most "
                                   "its budget ``steps``; BC's cloning spends none), when "
                                   "recorded (stores written before it have none).")
+    num_envs: int | None = Field(None, ge=1, description="Parallel envs the run trained with, "
+                                 "when recorded.")
+    device: str = Field("", description="Torch device the run trained on ('' when not "
+                        "recorded).")
 
     @property
     def key(self) -> CellKey:

@@ -493,6 +493,8 @@ def test_every_grid_method_keeps_within_its_budget_and_the_store_says_what_it_sp
     assert [r.status for r in recs] == ["finished"] * 4, [r.error for r in recs]
     for r in recs:
         assert r.env_steps is not None and 0.5 * budget <= r.env_steps <= budget, r
+        assert (r.num_envs, r.device) == (78, "cpu")  # the budget's envs: 2,500 // 32
     lb = build_leaderboard(store.runs(), reps=50)
     assert {s.method: s.spent for s in lb.summary} == {r.method: r.env_steps / budget
                                                         for r in recs}
+    assert lb.settings == ["78 envs on cpu"]

@@ -399,3 +399,15 @@ def test_worlds_with_an_inexact_r_opt_are_marked() -> None:
     assert "R_opt is not exact there" in render(lb, "md")
     plain = build_leaderboard(make_runs(), reps=100, tags_of=TAGS.__getitem__)
     assert plain.inexact_worlds == [] and "\u2020" not in render(plain, "md")
+
+
+def test_a_table_of_runs_trained_with_different_settings_says_so() -> None:
+    runs = [r.model_copy(update={"num_envs": 256 if r.seed < 2 else 1024,
+                                 "device": "cpu" if r.seed < 2 else "cuda"})
+            for r in make_runs()]
+    lb = build_leaderboard(runs, reps=50, tags_of=TAGS.__getitem__)
+    assert lb.settings == ["1024 envs on cuda", "256 envs on cpu"]
+    assert "different settings (1024 envs on cuda; 256 envs on cpu)" in text_tables(lb)[0].caption
+    same = [r.model_copy(update={"num_envs": 256, "device": "cpu"}) for r in make_runs()]
+    assert "different settings" not in text_tables(
+        build_leaderboard(same, reps=50, tags_of=TAGS.__getitem__))[0].caption

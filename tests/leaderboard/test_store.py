@@ -106,7 +106,9 @@ def test_a_store_from_before_notes_gains_the_column(tmp_path: Path) -> None:
         """)
     store = RunStore(path)
     store.record(RunRecord(method="bc", world="Empty-6x6", seed=0, steps=100, score_opt=0.1,
-                           note="nothing cloned", initial_score=-0.25, env_steps=64))
-    assert [(r.method, r.note, r.initial_score, r.env_steps) for r in store.runs()] == [
-        ("bc", "nothing cloned", -0.25, 64), ("ppo", "", None, None)]
+                           note="nothing cloned", initial_score=-0.25, env_steps=64,
+                           num_envs=8, device="cpu"))
+    assert [(r.method, r.note, r.initial_score, r.env_steps, r.num_envs, r.device)
+            for r in store.runs()] == [("bc", "nothing cloned", -0.25, 64, 8, "cpu"),
+                                       ("ppo", "", None, None, None, "")]
     RunStore(path)  # opening it again changes nothing
