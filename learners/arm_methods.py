@@ -136,11 +136,12 @@ def run_arm_bc(name: str, mode: str, world, steps: int = 2_000, num_envs: int = 
                                   split="shifted")
         test_score = normalized_scores(shifted.mean_return, expert.mean_return, rand.mean_return)[0]
     out = MethodResult(method=name, world=spec.name, seed=seed, steps=steps,
-                       env_steps=int(demos.valid.sum()), initial_score=init_score, score=score,
+                       env_steps=0, initial_score=init_score, score=score,
                        normalized_gain=gain, mean_return=final.mean_return,
                        success=final.success, test_score=test_score,
                        seconds=time.perf_counter() - start,
                        extra={"debias": mode, "demonstrations": len(demos),
+                              "demonstration_steps": int(demos.valid.sum()),
                               "chunks": len(data), "final_loss": losses[-1],
                               "expert_return": expert.mean_return,
                               "expert_success": expert.success,

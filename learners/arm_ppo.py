@@ -346,8 +346,8 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     spec = arm_world_arg(world)
     # the world's own action interface (a joint-velocity world trains joint velocities): a
     # config that asks for another would train another world under this one's name
-    cfg = config or default_config(steps, num_envs).model_copy(
-        update={"interface": spec.interface})
+    cfg = (config or default_config(steps, num_envs).model_copy(
+        update={"interface": spec.interface})).fit_budget(steps)  # never past the budget
     if cfg.interface != spec.interface:
         raise MethodError(f"{spec.name} acts through {spec.interface!r} and the config asks for "
                           f"{cfg.interface!r}; use the world of that interface, or leave the "

@@ -269,8 +269,8 @@ def run_method(name: str, world, steps: int = 0, num_envs: int = 1, seed: int = 
             test = evaluate_agent(agent, spec, "test", episodes, seed=seed, device=device)[0]
         model = agent.model_name
         total = agent.stats
-    env_steps = int(total.decisions)
-    out = MethodResult(method=name, world=spec.name, seed=seed, steps=steps, env_steps=env_steps,
+    # a language agent learns nothing here: its decisions (in ``extra["total"]``) score it
+    out = MethodResult(method=name, world=spec.name, seed=seed, steps=steps, env_steps=0,
                        initial_score=res.normalized, score=res.normalized,
                        normalized_gain=res.normalized_gain, mean_return=res.mean_return,
                        success=res.success,

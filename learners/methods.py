@@ -67,7 +67,10 @@ class MethodResult(BaseModel):
     world: str = Field(..., description="World name.")
     seed: int = Field(..., description="Root seed of the run.")
     steps: int = Field(..., ge=0, description="Env-step budget.")
-    env_steps: int = Field(..., ge=0, description="Env-steps actually spent.")
+    env_steps: int = Field(..., ge=0, description="Env-steps the learner's own policies "
+                           "spent learning, at most ``steps`` (the oracle's demonstrations and "
+                           "scoring episodes are not counted: BC and language agents spend "
+                           "none).")
     initial_score: float = Field(..., description="Normalized score (R / R_opt) of the initial "
                                  "policy on validation levels.")
     score: float = Field(..., description="Normalized score (R / R_opt) of the final policy.")
@@ -351,7 +354,7 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
     options = options or MethodOptions()
     spec = _world(world)
     run = _Run(name, spec, steps, seed, device, run_dir, options)
-    cfg = _ppo_config(num_envs, options, steps)
+    cfg = _ppo_config(num_envs, options, steps)  # PBT fits it to each member's share
     extra: dict[str, Any] = {}
     if pbt:
         from autoworld.learners.pbt import PBTConfig, run_pbt
@@ -366,7 +369,7 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
         spent = logs[-1].env_steps if logs else 0
         extra["hparams"] = logs[-1].hparams if logs else []
         return run.finish(learner.policy, spent, **extra)
-    learner = PPO(spec, cfg, steps, device=device, seed=seed, cap=True)
+    learner = PPO(spec, cfg.fit_budget(steps), steps, device=device, seed=seed, cap=True)
     run.score_initial(learner.policy)
     if bc_first:
         from autoworld.learners.bc import (
@@ -417,8 +420,9 @@ def _run_bc(name: str, world, steps: int, num_envs: int, seed: int, device: str,
     losses = clone(policy, demos, BCConfig(), seed=seed)
     for epoch, loss in enumerate(losses):
         run.log({"epoch": epoch, "loss": loss})
-    # BC spends no env-steps learning; the demonstrations' replay is the only interaction
-    return run.finish(policy, int(demos.actions.shape[0]), accuracy=accuracy(policy, demos),
+    # BC spends no env-steps learning: the oracle's demonstrations (their replay through the
+    # engine) are not the learner's interaction, as in bc+ppo; their count is in the result
+    return run.finish(policy, 0, accuracy=accuracy(policy, demos),
                       demonstrations=int(demos.actions.shape[0]), levels=demos.levels)
 
 

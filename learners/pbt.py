@@ -68,6 +68,7 @@ def run_pbt(spec, ppo: PPOConfig, config: PBTConfig, total_steps: int, *, device
     rng = np.random.default_rng(seed)
     select = select or select_best
     per_member = max(1, total_steps // config.population)
+    ppo = ppo.fit_budget(per_member)  # one member's rollout fits its share of the budget
     members: list[PPO] = []
     cands: list[Candidate] = []
     for m in range(config.population):

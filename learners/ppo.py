@@ -44,6 +44,17 @@ class PPOHyperParams(BaseModel):
     target_kl: float | None = Field(None, gt=0, description="Stop the epochs early above this "
                                     "approximate KL (None: never).")
 
+    def fit_budget(self, steps: int) -> PPOHyperParams:
+        """This configuration with a rollout that fits in ``steps`` env-steps: fewer envs, and
+        below one env's rollout fewer steps per rollout; unchanged when a rollout fits. A run
+        capped at ``steps`` (whole rollouts within it) then never passes it."""
+        steps = max(1, int(steps))
+        if self.num_envs * self.num_steps <= steps:
+            return self
+        envs = max(1, steps // self.num_steps)
+        return self.model_copy(update={"num_envs": envs,
+                                       "num_steps": min(self.num_steps, steps // envs)})
+
 
 def _mlp_policy() -> PolicyConfig:
     return PolicyConfig(trunk="mlp")

@@ -59,6 +59,8 @@ class MethodSummary(BaseModel):
     mean: Interval = Field(description="Mean with its 95% stratified-bootstrap CI.")
     spent: float | None = Field(None, description="Mean env-steps spent per run as a fraction "
                                 "of the budget (None when no run recorded it).")
+    spent_runs: int = Field(0, description="Runs that recorded their env-steps (what ``spent`` "
+                            "averages); stores written before runs recorded them have none.")
 
 
 class ClassSummary(BaseModel):
@@ -214,8 +216,8 @@ def build_leaderboard(
             scores[run.method][run.world].append(float(value))
             if run.env_steps is not None:
                 spent[run.method].append(run.env_steps / run.steps)
-            if run.num_envs is not None or run.device:
-                settings.add(f"{run.num_envs or '?'} envs on {run.device or '?'}")
+            if run.num_envs is not None:  # a method that trains nothing records no envs
+                settings.add(f"{run.num_envs} envs on {run.device or '?'}")
             if run.bound_flag:
                 inexact.add(run.world)
             initial[run.method][run.world].append(run.initial_score)
@@ -231,6 +233,7 @@ def build_leaderboard(
             method=method, worlds=len(worlds), runs=sum(s.size for s in strata),
             iqm=bootstrap_ci(strata, "iqm", **ci), mean=bootstrap_ci(strata, "mean", **ci),
             spent=float(np.mean(spent[method])) if spent[method] else None,
+            spent_runs=len(spent[method]),
         ))
     summary.sort(key=lambda s: (-s.iqm.point, s.method))
     methods = [s.method for s in summary]
@@ -370,9 +373,14 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
               for s in lb.summary],
         keys=4,  # split on a narrow console: the IQM columns, then the mean columns
         caption="; ".join(
-            (["spent: mean env-steps a run took, as a fraction of the budget (no method passes "
-              "it; BC's cloning takes none)"] if any(s.spent is not None for s in lb.summary)
-             else [])
+            (["spent: mean env-steps a run's own policies took to learn, as a fraction of the "
+              "budget (no method passes it; BC and language agents take none)"]
+             if any(s.spent is not None for s in lb.summary) else [])
+            + ([f"spent covers only the runs that recorded it ({partial}); runs written before "
+                "budgets were caps rounded them up to whole rollouts or generations"]
+               if (partial := ", ".join(f"{s.method} {s.spent_runs} of {s.runs}"
+                                        for s in lb.summary if 0 < s.spent_runs < s.runs))
+               else [])
             + ([f"the runs were trained with different settings ({'; '.join(lb.settings)}): "
                 "scores of one method may differ between them"] if len(lb.settings) > 1
                else [])

@@ -485,14 +485,18 @@ def test_every_grid_method_keeps_within_its_budget_and_the_store_says_what_it_sp
     env-steps each run took, which the leaderboard shows as a fraction of the budget."""
     from autoworld.leaderboard.bench import make_train_runner
     from autoworld.leaderboard.report import build_leaderboard
+    from autoworld.learners.methods import grid_methods
 
     store = RunStore(tmp_path / "cap.db")
     budget = 2_500
-    recs = run_bench(plan(["ppo", "es", "cem", "ga"], ["Empty-6x6"], 1, budget), store,
-                     make_train_runner())
-    assert [r.status for r in recs] == ["finished"] * 4, [r.error for r in recs]
+    methods = grid_methods()
+    recs = run_bench(plan(methods, ["Empty-6x6"], 1, budget), store, make_train_runner())
+    assert [r.status for r in recs] == ["finished"] * len(methods), [r.error for r in recs]
     for r in recs:
-        assert r.env_steps is not None and 0.5 * budget <= r.env_steps <= budget, r
+        assert r.env_steps is not None and r.env_steps <= budget, r
+        # BC learns from the oracle's demonstrations; PBT's 4 members get 625 steps each, one
+        # rollout of 19 envs x 32 steps (608) apiece
+        assert r.env_steps == 0 if r.method == "bc" else r.env_steps >= 0.5 * budget, r
         assert (r.num_envs, r.device) == (78, "cpu")  # the budget's envs: 2,500 // 32
     lb = build_leaderboard(store.runs(), reps=50)
     assert {s.method: s.spent for s in lb.summary} == {r.method: r.env_steps / budget

@@ -411,3 +411,25 @@ def test_a_table_of_runs_trained_with_different_settings_says_so() -> None:
     same = [r.model_copy(update={"num_envs": 256, "device": "cpu"}) for r in make_runs()]
     assert "different settings" not in text_tables(
         build_leaderboard(same, reps=50, tags_of=TAGS.__getitem__))[0].caption
+
+
+def test_spent_says_which_runs_it_covers() -> None:
+    """A store filled partly before runs recorded their env-steps: ``spent`` averages the runs
+    that did, and the caption says how many, per method."""
+    runs = [r.model_copy(update={"env_steps": None}) if r.method == "ppo" and r.seed else r
+            for r in make_runs()]
+    lb = build_leaderboard(runs, reps=50, tags_of=TAGS.__getitem__)
+    ppo = next(s for s in lb.summary if s.method == "ppo")
+    assert (ppo.spent_runs, ppo.runs) == (3, 12) and ppo.spent == pytest.approx(0.96)
+    assert "spent covers only the runs that recorded it (ppo 3 of 12)" in text_tables(lb)[0].caption
+
+
+def test_cli_bench_of_methods_and_worlds_that_make_no_cell_is_an_error(tmp_path: Path) -> None:
+    """An arm method on a grid world makes no cell: an error (it used to exit 0 and leave an
+    empty store)."""
+    from autoworld.cli.app import app
+
+    res = CliRunner().invoke(app, ["bench", "--methods", "arm-ppo", "--worlds", "Empty-6x6",
+                                   "--db", str(tmp_path / "y.db")])
+    assert res.exit_code == 2 and "arm methods on arm worlds" in " ".join(res.output.split())
+    assert not (tmp_path / "y.db").exists()
