@@ -68,6 +68,11 @@ def bench_command(
                                             bench_lib.method_families())
     world_names = bench_lib.select_worlds(worlds, bench_lib.available_worlds())
     cells = bench_lib.plan(method_names, world_names, seeds, steps)
+    if not cells:  # before the store: no empty database left behind
+        raise fail(f"no method of {', '.join(method_names)} runs on a world of "
+                   f"{', '.join(world_names[:5])}{' ...' if len(world_names) > 5 else ''}: "
+                   "grid methods train on grid worlds, arm methods on arm worlds (arm-bc and "
+                   "arm-es on end-effector-delta ones)")
     store = RunStore(db)
     todo = bench_lib.pending(store, cells)
     paired = ("" if len(cells) == len(method_names) * len(world_names) * seeds else

@@ -72,7 +72,7 @@ def train_command(
     num_envs: int | None = typer.Option(None, "--num-envs", "-b", min=1, help="Parallel envs "
                                         "(default: the config's num_envs for ppo, else 256, "
                                         "or fewer when --steps is below 256 x 32)."),
-    seed: int = typer.Option(0, "--seed", "-s", help="Root seed."),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="Root seed."),
     device: str = typer.Option("cpu", "--device", "-d", help="Torch device (cpu, cuda, ...)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default "
                                         "runs/<world>-<method>-s<seed>)."),

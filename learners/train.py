@@ -171,6 +171,7 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     if num_envs is not None:
         cfg = cfg.model_copy(update={"num_envs": int(num_envs)})
     cfg = PPOConfig.model_validate(cfg.model_dump())  # re-validate the override
+    cfg = cfg.fit_budget(steps)  # a budget under one rollout: fewer envs, never passed
     out = Path(run_dir) if run_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
     learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed, cap=True)
@@ -186,6 +187,11 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
         if meta["config"] != cfg.model_dump(mode="json"):
             raise TrainError(f"{ckpt_dir} was trained with other hyper-parameters "
                              "(e.g. --num-envs); resume with the same ones")
+        done = int(state["learner"]["global_step"])
+        if done > steps:
+            raise TrainError(f"{ckpt_dir} is already at {done:,} env-steps, past --steps "
+                             f"{steps:,}; resume with --steps {done:,} or more (the run was "
+                             f"started with --steps {meta['steps']:,})")
         learner.load_state_dict(state["learner"])
         _truncate_metrics(out / "metrics.jsonl", learner.global_step)
     elif out is not None:

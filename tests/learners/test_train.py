@@ -86,6 +86,9 @@ def test_resume_continues_to_a_larger_budget(tmp_path) -> None:
     assert second.steps == 512
     steps = [r["step"] for r in _records(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
     assert steps == [128, 256, 384, 512]
+    # a budget the run already passed is refused (it used to report 512 steps for 256)
+    with pytest.raises(TrainError, match="already at 512 env-steps, past --steps 256"):
+        train(WORLD, run_dir=tmp_path, resume=True, **{**KW, "steps": 256})
 
 
 def test_resume_refuses_other_hyper_parameters(tmp_path) -> None:
@@ -172,3 +175,14 @@ def test_registered_methods_write_tensorboard_too(tmp_path) -> None:
     steps = _tensorboard_steps(tmp_path, "train/best_return")
     assert steps and steps == sorted(steps) and steps[-1] <= res.steps
     assert _tensorboard_steps(tmp_path, "eval/normalized") == [res.steps]
+
+
+def test_a_budget_under_one_rollout_is_not_passed() -> None:
+    """256 envs x 32 steps is 8,192 steps: a 2,000-step ppo run used to take them all. The
+    rollout now fits the budget (fewer envs; under one env's rollout, fewer steps)."""
+    res = train(WORLD, method="ppo", steps=2000, num_envs=256, seed=0)
+    assert 0.9 * 2000 <= res.steps <= 2000
+    cfg = PPOConfig(num_envs=256, num_steps=32)
+    assert cfg.fit_budget(10**6) is cfg
+    assert (cfg.fit_budget(2000).num_envs, cfg.fit_budget(2000).num_steps) == (62, 32)
+    assert (cfg.fit_budget(20).num_envs, cfg.fit_budget(20).num_steps) == (1, 20)
