@@ -243,17 +243,8 @@ def run_arm_es(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     op = ESOperator(soe.flat_params(policy).cpu(), cfg, seed=seed)
     evaluator = ArmPopulationEvaluator(spec, policy, episodes=cfg.episodes, device=device,
                                        seed=seed)
-    first = soe.Candidate(params=op.theta.clone())
-    logs: list = []
-    try:
-        spent = evaluator.score([first], seed, budget=steps)
-    except soe.BudgetExhausted:  # not one episode fits the budget: the initial policy stays
-        spent = 0
-    else:
-        pool = soe.Pool([first], capacity=1)
-        logs = soe.soe_loop(pool, lambda c: soe.select_best(c, 1), op, evaluator.score,
-                            steps=steps - spent, seed=seed)
-        spent += logs[-1].env_steps if logs else 0
+    _, logs, spent = soe.search(op.theta, evaluator.score, lambda c: soe.select_best(c, 1), op,
+                                steps=steps, seed=seed)
     soe.load_flat(policy, op.theta)
     final = rollout_success(policy, [spec], num_envs, seed=eval_seed, device=device,
                             greedy=True)

@@ -320,19 +320,10 @@ def _run_weight_space(name: str, kind: str, selection: str, world, steps: int, n
         select = lambda c: soe.select_best(c, 1)  # noqa: E731 - the centre lives in the operator
     evaluator = soe.PopulationEvaluator(spec, policy, episodes=cfg.episodes, device=device,
                                         greedy=run.greedy)
-    first = soe.Candidate(params=theta.clone())
-    logs: list = []
-    try:
-        spent = evaluator.score([first], seed, budget=steps)
-    except soe.BudgetExhausted:  # not one episode fits the budget: the initial policy stays
-        spent = 0
-    else:
-        pool = soe.Pool([first], capacity=None if kind == "ga" else 1)
-        logs = soe.soe_loop(pool, select, op, evaluator.score, steps=steps - spent,
-                            seed=seed, on_iteration=run.log)
-        spent += logs[-1].env_steps if logs else 0
+    pool, logs, spent = soe.search(theta, evaluator.score, select, op, steps=steps, seed=seed,
+                                   capacity=None if kind == "ga" else 1, on_iteration=run.log)
     final = (op.theta if kind == "es" else op.mean if kind == "cem"
-             else pool.best().params if logs else theta)
+             else pool.best().params if pool is not None else theta)
     soe.load_flat(policy, final)
     return run.finish(policy, spent, generations=len(logs), greedy=run.greedy,
                       config=cfg.model_dump())

@@ -384,6 +384,25 @@ def soe_loop(pool: Pool, select: Callable[[list[Candidate]], list[Candidate]],
     return logs
 
 
+def search(theta: torch.Tensor, score: Callable[..., int],
+           select: Callable[[list[Candidate]], list[Candidate]], operator: Operator, *,
+           steps: int, seed: int = 0, capacity: int | None = 1,
+           on_iteration: Callable[[LoopLog], None] | None = None
+           ) -> tuple[Pool | None, list[LoopLog], int]:
+    """A weight-space run from ``theta`` within ``steps`` env-steps: score the start, then
+    ``soe_loop``. Returns the pool (None when not one episode of the start fits the budget:
+    the start stays), the loop's log and the env-steps spent (at most ``steps``)."""
+    first = Candidate(params=theta.clone())
+    try:
+        spent = score([first], seed, budget=steps)
+    except BudgetExhausted:
+        return None, [], 0
+    pool = Pool([first], capacity=capacity)
+    logs = soe_loop(pool, select, operator, score, steps=steps - spent, seed=seed,
+                    on_iteration=on_iteration)
+    return pool, logs, spent + (logs[-1].env_steps if logs else 0)
+
+
 def centred_ranks(x: torch.Tensor) -> torch.Tensor:
     """Ranks of ``x`` (N,) mapped linearly onto [-0.5, 0.5] (OpenAI-ES fitness shaping); equal
     values get the mean of their ranks."""
