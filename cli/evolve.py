@@ -127,7 +127,8 @@ def evolve(
                                               help="Iterations between transfer attempts."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from "
                                 "its last good checkpoint, with its own options (--iterations, "
-                                "--device and --backend may change)."),
+                                "--device, --backend, --address, --bucketing and --cuda-graph "
+                                "may change)."),
     backend: str = typer.Option("local", "--backend", help="Executor: local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
     bucketing: str | None = typer.Option(None, "--bucketing", help="Engine grouping of worlds: "
