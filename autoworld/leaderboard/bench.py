@@ -55,7 +55,7 @@ class CellOutcome(BaseModel):
     note: str = Field("", description="What a reader of the score should know (stored).")
     initial_score: float | None = Field(None, description="R / R_opt of the untrained policy.")
     env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent.")
-    num_envs: int | None = Field(None, ge=1, description="Parallel envs it trained with.")
+    num_envs: int | None = Field(None, ge=1, description="Parallel envs the run was given.")
     device: str = Field("", description="Torch device it trained on.")
 
 

@@ -130,8 +130,9 @@ class RunRecord(CellKey):
     env_steps: int | None = Field(None, ge=0, description="Env-steps the run spent (at most "
                                   "its budget ``steps``; BC's cloning spends none), when "
                                   "recorded (stores written before it have none).")
-    num_envs: int | None = Field(None, ge=1, description="Parallel envs the run trained with, "
-                                 "when recorded.")
+    num_envs: int | None = Field(None, ge=1, description="Parallel envs the bench gave the "
+                                 "run, when recorded (PPO takes fewer when one rollout of them "
+                                 "would not fit the budget).")
     device: str = Field("", description="Torch device the run trained on ('' when not "
                         "recorded).")
 
