@@ -84,9 +84,8 @@ def successive_halving(world, methods: Sequence[str], budget: int, *, eta: int =
     ``budget / (R * n_r)``: a round that spent less than its part (a method that could not
     run, runs that stop at the last whole rollout or generation within their share) leaves
     more to the later ones. A run never passes its share (a rollout or generation that would
-    not fit is cut or dropped), so the selector never passes ``budget``; the floor only matters
-    for a share below one PPO rollout, the one run that may pass its share. The chosen
-    method's result is its run of the last round (the largest share).
+    not fit is cut or dropped), so the selector never passes ``budget`` and the floor does not
+    bind. The chosen method's result is its run of the last round (the largest share).
     """
     from autoworld.learners.methods import _world
 

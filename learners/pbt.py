@@ -67,7 +67,10 @@ def run_pbt(spec, ppo: PPOConfig, config: PBTConfig, total_steps: int, *, device
     best member and the round log."""
     rng = np.random.default_rng(seed)
     select = select or select_best
-    per_member = max(1, total_steps // config.population)
+    per_member = total_steps // config.population
+    if per_member < 1:  # not one env-step per member: PBT would pass its budget
+        raise ValueError(f"PBT with {config.population} members needs a budget of at least "
+                         f"{config.population} env-steps (got {total_steps})")
     ppo = ppo.fit_budget(per_member)  # one member's rollout fits its share of the budget
     members: list[PPO] = []
     cands: list[Candidate] = []

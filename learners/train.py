@@ -171,14 +171,12 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     if num_envs is not None:
         cfg = cfg.model_copy(update={"num_envs": int(num_envs)})
     cfg = PPOConfig.model_validate(cfg.model_dump())  # re-validate the override
-    cfg = cfg.fit_budget(steps)  # a budget under one rollout: fewer envs, never passed
     out = Path(run_dir) if run_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
-    learner = PPO(world, cfg, total_steps=steps, device=device, seed=seed, cap=True)
     initial_score: float | None = None  # the untrained policy's R / R_opt (the gain's baseline)
-
+    state = None
     if resume and ckpt_dir is not None and (ckpt_dir / "state.pt").is_file():
-        state = load_state(ckpt_dir / "state.pt", device=learner.device)
+        state = load_state(ckpt_dir / "state.pt", device=torch.device(device))
         meta = state["meta"]
         initial_score = meta.get("initial_score")
         if meta["spec_hash"] != world.content_hash or meta["seed"] != seed:
@@ -192,6 +190,12 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
             raise TrainError(f"{ckpt_dir} is already at {done:,} env-steps, past --steps "
                              f"{steps:,}; resume with --steps {done:,} or more (the run was "
                              f"started with --steps {meta['steps']:,})")
+        # the rollout the run started with (fitted to its first budget), whatever --steps now
+        run_cfg = PPOConfig.model_validate(meta.get("run_config", meta["config"]))
+    else:
+        run_cfg = cfg.fit_budget(steps)  # a budget under one rollout: fewer envs, never passed
+    learner = PPO(world, run_cfg, total_steps=steps, device=device, seed=seed, cap=True)
+    if state is not None:
         learner.load_state_dict(state["learner"])
         _truncate_metrics(out / "metrics.jsonl", learner.global_step)
     elif out is not None:
@@ -219,12 +223,13 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
             return None
         meta = {"world": world.name, "spec_hash": world.content_hash, "seed": seed,
                 "method": method, "config": cfg.model_dump(mode="json"),
+                "run_config": run_cfg.model_dump(mode="json"),
                 "steps": steps, "initial_score": initial_score}
         save_state(ckpt_dir / "state.pt", {"meta": meta, "learner": learner.state_dict()})
         path = save_policy(learner.policy, ckpt_dir / "policy", spec_hash=world.content_hash,
                            method=method, world=world.name,
                            extra={"step": learner.global_step, "seed": seed,
-                                  "train_config": cfg.model_dump(mode="json")})
+                                  "train_config": run_cfg.model_dump(mode="json")})
         return str(path)
 
     start = time.perf_counter()

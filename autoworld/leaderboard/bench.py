@@ -450,9 +450,9 @@ def _levels_of(result: Any) -> Iterator[dict[str, Any]]:
         queue += [v for v in data.values() if isinstance(v, (dict, BaseModel))]
 
 
-# Rollouts are sized to the budget: a run never takes more than about one rollout beyond its
-# --steps. Large budgets keep the learners' defaults (256 envs); tiny cells use fewer envs
-# instead of paying for one full 256 x 128 rollout (32,768 steps) whatever their budget.
+# Rollouts are sized to the budget (a run never passes its --steps). Large budgets keep the
+# learners' defaults (256 envs); tiny cells use fewer envs, so that one rollout of 32 steps per
+# env fits in them.
 DEFAULT_NUM_ENVS = 256
 MIN_STEPS_PER_ENV = 32
 

@@ -105,8 +105,10 @@ class DemoSet:
                 old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
                 os.replace(dest, old)
             os.replace(tmp, dest)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            # the old copy, and any an earlier save killed between its renames left behind
+            # (load would otherwise bring one back after the dataset is deleted)
+            for stale in dest.parent.glob(f".{dest.name}.old-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

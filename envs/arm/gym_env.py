@@ -247,7 +247,7 @@ class ArmVectorEnv(VectorEnv):
             mask = torch.as_tensor(mask, device=self.device)
             if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
                 raise EngineError(f"options['reset_mask'] must be {self.num_envs} bools")
-        if seed is None and mask is None:  # the constructor's seed, as reset(seed=...) would
+        if seed is None:  # the constructor's seed, as reset(seed=...) would (a mask: for those)
             seed = self._first_seed
         self._first_seed = None
         if seed is None and not self._seeded:
@@ -266,8 +266,9 @@ class ArmVectorEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         """Step every env with ``actions`` (B, action dim) in [-1, 1] (clipped). A NaN or
-        infinite action is an error on the CPU; on another device it acts as 0 there
-        (checking would wait for the device at every step), so it never poisons a state."""
+        infinite action is an error on the CPU; on another device (where checking would wait
+        for the device at every step) NaN acts as 0 and +-inf as +-1, so it never poisons a
+        state."""
         actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
         if actions.device.type == "cpu":
             if not bool(torch.isfinite(actions).all()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -154,6 +155,10 @@ def test_demo_set_saves_loads_and_subsets(tmp_path, rate_demos):
     # copy is complete, and load puts it back
     os.replace(path, tmp_path / ".demos.old-12345")
     assert len(DemoSet.load(path)) == 1 and [p.name for p in tmp_path.iterdir()] == ["demos"]
+    # a later save clears what a killed one left aside
+    shutil.copytree(path, tmp_path / ".demos.old-999")
+    d.subset([0, 1]).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["demos"]
     # observations never carry the operator's speed
     assert not hasattr(d, "joint_vel") and d.joint_state.shape[-1] == 3
     assert (d.joint_action.abs() <= 1 + 1e-5).all()

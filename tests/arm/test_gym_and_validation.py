@@ -172,6 +172,10 @@ def test_a_constructor_seed_starts_the_episode_reset_with_that_seed_starts():
     vs, vp = ArmVectorEnv(w, 4, seed=3), ArmVectorEnv(w, 4)
     a, b = vs.reset()[0], vp.reset(seed=3)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # a masked first reset starts the masked envs there too
+    vm = ArmVectorEnv(w, 4, seed=3)
+    c = vm.reset(options={"reset_mask": np.array([True, False, False, False])})[0]
+    assert torch.equal(c["ee"][0], b["ee"][0])
 
 
 def test_a_long_arm_is_drawn_whole():

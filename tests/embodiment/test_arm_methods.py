@@ -72,3 +72,22 @@ def test_the_names_results_report_load_again():
     made = arm_world("reach", "arm5")
     assert made.name == "ArmReach-N5"  # what results and tables call it
     assert arm_world_arg(made.name).model_dump() == made.model_dump()
+
+
+def test_arm_es_scores_its_population_on_common_scenes():
+    """Identical candidates score the same: every member meets the same scenes (they used to
+    meet scenes k + jE, which gave four copies of one policy four different fitnesses)."""
+    import torch
+
+    from autoworld.learners import soe
+    from autoworld.learners.arm_bc import make_policy
+    from autoworld.learners.arm_methods import ArmPopulationEvaluator, arm_world_arg
+    from autoworld.learners.xembodiment import XPolicyConfig
+
+    policy = make_policy(XPolicyConfig(arch="mlp", head="mse", chunk=8, hidden=32, layers=1,
+                                       embed_dim=8), seed=0)
+    theta = soe.flat_params(policy)
+    cands = [soe.Candidate(params=theta.clone()) for _ in range(4)]
+    ArmPopulationEvaluator(arm_world_arg("ArmReach-arm2"), policy, episodes=4).score(cands, 0)
+    assert max(c.ret for c in cands) - min(c.ret for c in cands) < 1e-5
+    assert torch.isfinite(torch.tensor([c.ret for c in cands])).all()

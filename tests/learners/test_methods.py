@@ -197,3 +197,9 @@ def test_halving_never_starves_a_round_below_its_nominal_share(monkeypatch):
     # 2 rounds; round 1 spent 3 x 2000, more than the budget: round 2 still gets 4000 / 4
     assert [r.steps for r in res.rounds] == [500, 1000] and res.chosen == "m3"
     assert res.result.steps == 1000  # it used to be 1 step
+
+
+def test_pbt_refuses_a_budget_under_one_step_per_member():
+    with pytest.raises(ValueError, match="at least 4 env-steps"):
+        METHODS["ppo-pbt"].run("Empty-6x6", steps=3, num_envs=1, seed=0,
+                               options=MethodOptions(policy=TINY, population=4))

@@ -186,3 +186,13 @@ def test_a_budget_under_one_rollout_is_not_passed() -> None:
     assert cfg.fit_budget(10**6) is cfg
     assert (cfg.fit_budget(2000).num_envs, cfg.fit_budget(2000).num_steps) == (62, 32)
     assert (cfg.fit_budget(20).num_envs, cfg.fit_budget(20).num_steps) == (1, 20)
+
+
+def test_a_run_begun_under_one_rollout_resumes_to_a_larger_budget(tmp_path) -> None:
+    """The first budget fitted the rollout (6 envs x 16 steps for 100 steps); a resume with a
+    larger --steps and the same options continues with that rollout, not a refusal."""
+    cfg = PPOConfig(num_envs=8, num_steps=16)
+    first = train(WORLD, steps=100, seed=0, run_dir=tmp_path, config=cfg)
+    assert first.steps == 96
+    second = train(WORLD, steps=1000, seed=0, run_dir=tmp_path, config=cfg, resume=True)
+    assert second.steps == 960  # 10 rollouts of 6 x 16
