@@ -45,6 +45,7 @@ from autoworld.learners.ppo import (
     clipped_ppo_loss,
     compute_gae,
     minibatch_slices,
+    num_rollouts,
 )
 from autoworld.learners.xembodiment import flat_obs
 
@@ -148,15 +149,13 @@ class ArmPPO:
         from autoworld import rng
         from autoworld.envs.arm.engine import ArmEngine
 
-        c = self.config = config
+        # like PPO: ``cap`` fits the rollout to total_steps and runs the whole rollouts that fit
+        c = self.config = config.fit_budget(total_steps) if cap else config
         self.spec = spec.model_copy(update={"interface": c.interface})
         self.device = torch.device(device)
         self.seed = seed
         self.batch_size = c.num_envs * c.num_steps
-        # like PPO: ``cap`` runs the whole rollouts that fit in total_steps (at least one)
-        steps = int(total_steps)
-        n = steps // self.batch_size if cap else -(-steps // self.batch_size)
-        self.num_iterations = max(1, n)
+        self.num_iterations = num_rollouts(total_steps, self.batch_size, cap)
         self.iteration = 0
         self.global_step = 0
         self.engine = ArmEngine(self.spec, num_envs=c.num_envs, device=self.device,
@@ -346,8 +345,8 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
     spec = arm_world_arg(world)
     # the world's own action interface (a joint-velocity world trains joint velocities): a
     # config that asks for another would train another world under this one's name
-    cfg = (config or default_config(steps, num_envs).model_copy(
-        update={"interface": spec.interface})).fit_budget(steps)  # never past the budget
+    cfg = config or default_config(steps, num_envs).model_copy(
+        update={"interface": spec.interface})
     if cfg.interface != spec.interface:
         raise MethodError(f"{spec.name} acts through {spec.interface!r} and the config asks for "
                           f"{cfg.interface!r}; use the world of that interface, or leave the "
@@ -425,13 +424,14 @@ def run_arm_ppo(world, steps: int = 200_000, num_envs: int = 64, seed: int = 0,
                               "expert_success": expert.success,
                               "random_return": rand.mean_return,
                               "random_success": rand.success,
-                              "eval_episodes": episodes, "config": cfg.model_dump(mode="json"),
+                              "eval_episodes": episodes,
+                              "config": learner.config.model_dump(mode="json"),  # as run
                               "oracle": "scripted expert (not a proven optimum)"})
     if rd is not None:
         save_state(rd / "policy.pt", {"policy": learner.policy.state_dict(),
                                       "obs_dim": learner.policy.obs_dim,
                                       "action_dim": learner.action_dim,
-                                      "config": cfg.model_dump(mode="json"),
+                                      "config": learner.config.model_dump(mode="json"),
                                       "world": spec.name, "spec_hash": spec.content_hash()})
         atomic_write(rd / "result.json", out.model_dump_json(indent=1) + "\n")
     return out

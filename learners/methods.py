@@ -360,7 +360,7 @@ def _run_ppo_like(name: str, world, steps: int, num_envs: int, seed: int, device
         spent = logs[-1].env_steps if logs else 0
         extra["hparams"] = logs[-1].hparams if logs else []
         return run.finish(learner.policy, spent, **extra)
-    learner = PPO(spec, cfg.fit_budget(steps), steps, device=device, seed=seed, cap=True)
+    learner = PPO(spec, cfg, steps, device=device, seed=seed, cap=True)
     run.score_initial(learner.policy)
     if bc_first:
         from autoworld.learners.bc import (

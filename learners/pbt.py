@@ -71,7 +71,6 @@ def run_pbt(spec, ppo: PPOConfig, config: PBTConfig, total_steps: int, *, device
     if per_member < 1:  # not one env-step per member: PBT would pass its budget
         raise ValueError(f"PBT with {config.population} members needs a budget of at least "
                          f"{config.population} env-steps (got {total_steps})")
-    ppo = ppo.fit_budget(per_member)  # one member's rollout fits its share of the budget
     members: list[PPO] = []
     cands: list[Candidate] = []
     for m in range(config.population):

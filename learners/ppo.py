@@ -179,6 +179,14 @@ def clipped_ppo_loss(new_logp: torch.Tensor, entropy: torch.Tensor, old_logp: to
 
 
 # ============================================================================ learner
+def num_rollouts(total_steps: int, batch_size: int, cap: bool) -> int:
+    """Rollouts of ``batch_size`` env-steps a learner runs for ``total_steps``: until it is
+    reached (as stable-baselines3 counts), or with ``cap`` the whole rollouts that fit in it
+    (the config fitted first, so at least one does)."""
+    steps = int(total_steps)
+    return max(1, steps // batch_size if cap else -(-steps // batch_size))
+
+
 class PPO:
     """One PPO learner on one world: ``iterate()`` = one rollout of ``num_envs * num_steps``
     steps plus one update. Its full state (weights, optimizer, RNG, engine, episode stats) is
@@ -192,15 +200,12 @@ class PPO:
         from autoworld.envs.grid.engine import GridEngine
 
         self.spec = spec
-        self.config = c = config
+        # ``cap``: a budget is never passed (its rollout fitted to it, its whole rollouts run)
+        self.config = c = config.fit_budget(total_steps) if cap else config
         self.device = torch.device(device)
         self.seed = seed
         self.batch_size = c.num_envs * c.num_steps
-        # rollouts until total_steps is reached (as stable-baselines3 counts), or with ``cap``
-        # the whole rollouts that fit in it (a leaderboard budget is never passed), at least one
-        steps = int(total_steps)
-        n = steps // self.batch_size if cap else -(-steps // self.batch_size)
-        self.num_iterations = max(1, n)
+        self.num_iterations = num_rollouts(total_steps, self.batch_size, cap)
         self.iteration = 0
         self.global_step = 0
 

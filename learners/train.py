@@ -193,8 +193,10 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
         # the rollout the run started with (fitted to its first budget), whatever --steps now
         run_cfg = PPOConfig.model_validate(meta.get("run_config", meta["config"]))
     else:
-        run_cfg = cfg.fit_budget(steps)  # a budget under one rollout: fewer envs, never passed
+        run_cfg = cfg
+    # cap: a budget under one rollout gets fewer envs (learner.config), and is never passed
     learner = PPO(world, run_cfg, total_steps=steps, device=device, seed=seed, cap=True)
+    run_cfg = learner.config
     if state is not None:
         learner.load_state_dict(state["learner"])
         _truncate_metrics(out / "metrics.jsonl", learner.global_step)
