@@ -136,8 +136,9 @@ def train(world, method: str = "ppo", steps: int = 200_000, num_envs: int | None
     Args:
         world: a world spec or a catalogue name.
         method: ``ppo``, or a name registered in ``autoworld.learners.methods.METHODS``.
-        steps: env-step budget, never passed: PPO runs the whole rollouts that fit in it (at
-            least one), weight-space methods fit their last generation to what is left.
+        steps: env-step budget, never passed: PPO runs the whole rollouts that fit in it (a
+            budget under one rollout gets fewer envs), weight-space methods fit their last
+            generation to what is left.
         num_envs: parallel envs (overrides ``config.num_envs``; None: the config's, 256 for
             the other methods).
         seed: root seed.

@@ -372,22 +372,7 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
                fmt(s.mean.lo), fmt(s.mean.hi)]
               for s in lb.summary],
         keys=4,  # split on a narrow console: the IQM columns, then the mean columns
-        caption="; ".join(
-            (["spent: mean env-steps a run's own policies took to learn, as a fraction of the "
-              "budget (no method passes it; BC and language agents take none)"]
-             if any(s.spent is not None for s in lb.summary) else [])
-            + ([f"spent covers only the runs that recorded it ({partial}); runs written before "
-                "budgets were caps rounded them up to whole rollouts or generations"]
-               if (partial := ", ".join(f"{s.method} {s.spent_runs} of {s.runs}"
-                                        for s in lb.summary if 0 < s.spent_runs < s.runs))
-               else [])
-            + ([f"the runs were trained with different settings ({'; '.join(lb.settings)}): "
-                "scores of one method may differ between them"] if len(lb.settings) > 1
-               else [])
-            + ([] if not single else [
-                f"{', '.join(single)}: one run per world, so the intervals have no width (the "
-                "stratified bootstrap resamples the runs within each world; run 2 or more "
-                "seeds)"])) or None,
+        caption=_summary_caption(lb, single),
     )
     by_class = TextTable(
         title="By taxonomy class",
@@ -446,6 +431,28 @@ def text_tables(lb: Leaderboard) -> list[TextTable]:
                                        str(sum(n.runs for n in group)), note]
                                       for (world, note), group in grouped.items()]))
     return tables
+
+
+def _summary_caption(lb: Leaderboard, single: list[str]) -> str | None:
+    """The line under the methods table: what ``spent`` means and covers, mixed training
+    settings, and methods whose intervals have no width (one run per world)."""
+    notes = []
+    if any(s.spent is not None for s in lb.summary):
+        notes.append("spent: mean env-steps a run's own policies took to learn, as a fraction "
+                     "of the budget (no method passes it; BC and language agents take none)")
+    partial = ", ".join(f"{s.method} {s.spent_runs} of {s.runs}" for s in lb.summary
+                        if 0 < s.spent_runs < s.runs)
+    if partial:
+        notes.append(f"spent covers only the runs that recorded it ({partial}); runs written "
+                     "before budgets were caps rounded them up to whole rollouts or generations")
+    if len(lb.settings) > 1:
+        notes.append(f"the runs were trained with different settings "
+                     f"({'; '.join(lb.settings)}): scores of one method may differ between them")
+    if single:
+        notes.append(f"{', '.join(single)}: one run per world, so the intervals have no width "
+                     "(the stratified bootstrap resamples the runs within each world; run 2 or "
+                     "more seeds)")
+    return "; ".join(notes) or None
 
 
 def _upper_bound_tables(lb: Leaderboard) -> list[TextTable]:
