@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autoworld.cli.common import check_device, console, fail, handle_errors, live_display
@@ -151,9 +152,11 @@ def evolve(
     from autoworld.poet.report import build_report
 
     if report is not None:
-        files = build_report(report)
+        files, notes = build_report(report)
         for f in files:
             console.print(f"wrote {f}")
+        for note in notes:
+            console.print(f"[yellow]{escape(note)}[/yellow]")
         return
     if learner is not None and learner not in ("es", "ppo"):
         raise fail(f"--learner: unknown learner {learner!r}; use es or ppo")
@@ -219,7 +222,7 @@ def evolve(
                 run.run(on_line)
     finally:
         run.close()
-    build_report(out, gifs=cfg.gifs)
+    build_report(out, gifs=cfg.gifs)  # the run just checkpointed: every plot
     _summary(out)
     console.print(f"run directory: {out} (metrics.jsonl, events.jsonl, plots/, gifs/, "
                   "tensorboard/)")

@@ -177,16 +177,22 @@ def agent_gif(spec, theta: torch.Tensor, policy, path: Path, seed: int = 0, tile
     return atomic_write(path, buf.getvalue())
 
 
-def build_report(run_dir: str | Path, gifs: bool = True) -> list[Path]:
-    """Write the plots (and GIFs) of ``run_dir``; returns the files written."""
+def build_report(run_dir: str | Path, gifs: bool = True) -> tuple[list[Path], list[str]]:
+    """Write the plots (and GIFs) of ``run_dir``; returns the files written and notes on what
+    could not be. A folder without a checkpoint (only its logs copied off a machine, say) still
+    gets ``annecs.png``, from ``metrics.jsonl``; the other plots need the run's state."""
+    from autoworld.poet.checkpoint import list_checkpoints
     from autoworld.poet.policy import PoetPolicy
     from autoworld.spec import parse_spec
 
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
+    annecs = plot_annecs(metrics, run_dir / "plots" / "annecs.png")
+    if not list_checkpoints(run_dir / "checkpoints"):
+        return [annecs], [f"{run_dir / 'checkpoints'}: no checkpoint, so only annecs.png (from "
+                          "metrics.jsonl); the lineage, score matrix and GIFs need one"]
     tensors, state = latest_state(run_dir)
-    out = [plot_annecs(metrics, run_dir / "plots" / "annecs.png"),
-           plot_lineage(state, run_dir / "plots" / "lineage.png"),
+    out = [annecs, plot_lineage(state, run_dir / "plots" / "lineage.png"),
            plot_scores(state, run_dir / "plots" / "scores.png")]
     if gifs:
         cfg = state["config"]
@@ -196,4 +202,4 @@ def build_report(run_dir: str | Path, gifs: bool = True) -> list[Path]:
             spec = parse_spec(state["worlds"][p["world"]]["spec"])
             out.append(agent_gif(spec, tensors[f"pair/{p['agent']}/theta"], policy,
                                  run_dir / "gifs" / f"{p['world']}.gif"))
-    return out
+    return out, []

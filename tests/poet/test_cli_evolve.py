@@ -59,6 +59,18 @@ def test_tiny_run_writes_metrics_plots_gifs_and_report_rebuilds(app, tmp_path):
     assert (out / "plots" / "annecs.png").exists()
 
 
+def test_report_without_a_checkpoint_plots_annecs_and_says_what_is_missing(app, tmp_path):
+    """A run folder holding only its logs (copied off a machine without the checkpoints)."""
+    lines = [{"iteration": i, "annecs": i // 2, "active_pairs": 3, "coverage": 0.25 + i / 100}
+             for i in range(4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    r = CliRunner().invoke(app, ["evolve", "--report", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "plots" / "annecs.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "plots" / "lineage.png").exists()
+    assert "no checkpoint, so only annecs.png" in " ".join(r.output.split())
+
+
 def test_bad_options_are_one_clear_error(app, tmp_path):
     r = CliRunner().invoke(app, ["evolve", "--preset", "huge", "--run-dir", str(tmp_path)])
     assert r.exit_code == 2 and "--preset" in r.output
