@@ -156,10 +156,13 @@ def plan(methods: Sequence[str], worlds: Sequence[str], seeds: int | Sequence[in
          steps: int) -> list[CellKey]:
     """The grid of (method, world, seed) cells whose method trains on the world (grid
     methods on grid worlds, arm methods on arm worlds; the end-effector-delta arm methods on
-    those worlds only), in a stable order."""
+    those worlds only), in a stable order: seed by seed, world by world, every method of a
+    world side by side. So a call cut short (``--time-limit``, a kill) leaves a grid that
+    compares all the methods on the same worlds, and parallel workers run a mix of methods
+    rather than many runs of one."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     return [CellKey(method=m, world=w, seed=s, steps=steps)
-            for m in methods for w in worlds for s in seed_list if trains_on(m, w)]
+            for s in seed_list for w in worlds for m in methods if trains_on(m, w)]
 
 
 def trains_on(method: str, world: str) -> bool:

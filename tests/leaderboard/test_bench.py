@@ -103,6 +103,16 @@ def test_bench_skips_finished_cells(tmp_path: Path) -> None:
     assert sorted(c.seed for c in more.calls) == [3, 3, 3, 3] and store.count() == 16
 
 
+def test_plan_puts_every_method_of_a_world_side_by_side() -> None:
+    """Seed by seed, world by world: any prefix a cut-short call finishes compares all the
+    methods on the same worlds (not one method on every world)."""
+    cells = plan(["a", "b", "c"], WORLDS[:3], 2, 100)
+    assert len(cells) == 18 and len(set(cells)) == 18
+    assert [(c.method, c.world, c.seed) for c in cells[:4]] == [
+        ("a", WORLDS[0], 0), ("b", WORLDS[0], 0), ("c", WORLDS[0], 0), ("a", WORLDS[1], 0)]
+    assert {c.seed for c in cells[:9]} == {0} and {c.seed for c in cells[9:]} == {1}
+
+
 def test_bench_crashed_midway_resumes_only_missing_cells(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "lb.db")
     cells = plan(["a", "b"], WORLDS, 2, 100)
