@@ -151,7 +151,10 @@ fi
 # the target's whole run, 1000 iterations with 20 pairs, graphed, over as many calls as it takes:
 # POET_DIR names the run carried in from the last call (default: a new one in OUT); each call
 # stops before POET_LIMIT seconds (default 420) and resumes the run from its checkpoint; the
-# folder is copied to OUT and its bench_calls.jsonl sums the calls' wall times
+# folder is copied to OUT and its bench_calls.jsonl sums the calls' wall times. Its checkpoints
+# also go to OUT as one file, poet_1000_checkpoints.tar (a transfer that drops nested folders
+# still brings them back): untar it into the folder to resume the run or to run
+# benchmarks/poet_claim.py on it
 poet_dir="${POET_DIR:-$out/poet_1000}"
 poet_limit="${POET_LIMIT:-420}"
 if [ "$dev" = cuda ]; then
@@ -159,6 +162,7 @@ if [ "$dev" = cuda ]; then
     --population 512 --full --skip-step --run-iterations 1000 --device "$dev" --cuda-graph \
     --run-dir "$poet_dir" --resume --time-limit "$poet_limit"
   [ -d "$poet_dir" ] && [ "$poet_dir" != "$out/poet_1000" ] && cp -r "$poet_dir" "$out/poet_1000"
+  [ -d "$poet_dir/checkpoints" ] && tar -C "$poet_dir" -cf "$out/poet_1000_checkpoints.tar" checkpoints
 fi
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
