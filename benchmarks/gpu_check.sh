@@ -112,6 +112,16 @@ if [ "$dev" = cuda ]; then
     --seeds 1 --steps "$steps" --device "$dev" --num-envs "$lb_envs" --backend process \
     --workers "$lb_workers" --db "$out/leaderboard_graph.db"
 fi
+# ... and with PPO's minibatch updates replayed as recorded graphs too (PPO, PPO-PBT and BC+PPO
+# make ~2,000 small updates per million steps; learners/ppo_graph.py). The whole grid takes the
+# same switch from the environment: AUTOWORLD_CUDA_GRAPH_UPDATES=1 bash benchmarks/gpu_check.sh
+if [ "$dev" = cuda ]; then
+  section leaderboard_graph_updates 150 env AUTOWORLD_CUDA_GRAPH=1 AUTOWORLD_CUDA_GRAPH_UPDATES=1 \
+    autoworld bench --methods ppo,ppo-pbt,bc,bc+ppo,es,cem,ga,es-pareto \
+    --worlds DoorKey-8x8,InverseLava-8x8 --seeds 1 --steps "$steps" --device "$dev" \
+    --num-envs "$lb_envs" --backend process --workers "$lb_workers" \
+    --db "$out/leaderboard_graph_updates.db"
+fi
 # where a leaderboard cell's time goes on the GPU (one process, graphed): PPO and BC+PPO, the
 # slowest cells of the sample
 if [ "$dev" = cuda ]; then

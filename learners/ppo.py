@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from autoworld.learners.policies import PolicyConfig, policy_from_spec, sample_actions
+from autoworld.learners.ppo_graph import GraphedUpdate, minibatch_update
+from autoworld.learners.ppo_graph import env_default as graph_env_default
 
 
 class PPOHyperParams(BaseModel):
@@ -195,7 +197,8 @@ class PPO:
     method = "ppo"
 
     def __init__(self, spec, config: PPOConfig, total_steps: int, device: str | torch.device =
-                 "cpu", seed: int = 0, *, cap: bool = False) -> None:
+                 "cpu", seed: int = 0, *, cap: bool = False,
+                 graph_updates: bool | None = None) -> None:
         from autoworld import rng
         from autoworld.envs.grid.engine import GridEngine
 
@@ -219,6 +222,10 @@ class PPO:
         # default per-tensor loop at 256 envs x 32 steps on DoorKey; same update rule)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=1e-5,
                                           fused=True)
+        # on CUDA, the minibatch update may replay as a recorded graph (learners/ppo_graph.py)
+        if graph_updates is None:
+            graph_updates = self.device.type == "cuda" and graph_env_default()
+        self._graph = GraphedUpdate(self.policy, self.optimizer) if graph_updates else None
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(rng.derive_seed(seed, "ppo-sampling") & 0x7FFFFFFF)
 
@@ -307,17 +314,20 @@ class PPO:
                 ep_obs = {k: v[perm] for k, v in flat_obs.items()}
                 ep_data = [x.reshape(-1)[perm] for x in per_sample]
             for sl in slices:
-                if recurrent:
-                    idx = perm[sl]
-                    logits, new_v = pol.forward_sequence(
-                        {k: v[:, idx] for k, v in obs_buf.items()}, rnn_start[idx],
-                        resets[:, idx])
-                    logits, new_v = logits.reshape(-1, logits.shape[-1]), new_v.reshape(-1)
-                    mb = [x[:, idx].reshape(-1) for x in per_sample]
-                else:
-                    logits, new_v, _ = pol({k: v[sl] for k, v in ep_obs.items()})
+                if not recurrent:  # one update, eager or replayed as a recorded graph
+                    mb_obs = {k: v[sl] for k, v in ep_obs.items()}
                     mb = [x[sl] for x in ep_data]
-                mb_actions, mb_logp, mb_adv, mb_ret, mb_val = mb
+                    scalars = (self._graph(mb_obs, mb, c) if self._graph is not None else
+                               minibatch_update(pol, self.optimizer, params, mb_obs, mb, c))
+                    pg_loss, v_loss, entropy, approx_kl, clipfrac = scalars.unbind()
+                    clipfracs.append(clipfrac)
+                    continue
+                idx = perm[sl]
+                logits, new_v = pol.forward_sequence(
+                    {k: v[:, idx] for k, v in obs_buf.items()}, rnn_start[idx], resets[:, idx])
+                logits, new_v = logits.reshape(-1, logits.shape[-1]), new_v.reshape(-1)
+                mb_actions, mb_logp, mb_adv, mb_ret, mb_val = [x[:, idx].reshape(-1)
+                                                               for x in per_sample]
                 out = ppo_loss(logits, mb_actions, mb_logp, mb_adv, new_v, mb_val, mb_ret, c)
                 loss, pg_loss, v_loss, entropy = (out["loss"], out["policy_loss"],
                                                   out["value_loss"], out["entropy"])
@@ -361,8 +371,9 @@ class PPO:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (besides the config and the world); a deep copy,
-        so that the learner going on does not change it."""
-        return copy.deepcopy({
+        so that the learner going on does not change it. Adam's ``capturable`` (set by a
+        recorded update, see ``ppo_graph``) is left off, so that it resumes on any device."""
+        state = copy.deepcopy({
             "iteration": self.iteration,
             "global_step": self.global_step,
             "num_iterations": self.num_iterations,
@@ -376,6 +387,9 @@ class PPO:
             "ep_return": self.ep_return,
             "ep_length": self.ep_length,
         })
+        for group in state["optimizer"]["param_groups"]:
+            group["capturable"] = False
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from autoworld.envs.grid.engine import GridState

@@ -1,0 +1,158 @@
+"""PPO's minibatch update replayed as a recorded CUDA graph (``AUTOWORLD_CUDA_GRAPH_UPDATES=1``).
+
+One minibatch update (the policy's forward, the clipped loss, backward, the gradient-norm clip
+and the fused Adam step) launches a few hundred small kernels; at 1,024 envs PPO makes ~2,000
+such updates per million env steps, so on a GPU the launches, not the arithmetic, set its
+speed, and leaderboard workers sharing one GPU queue behind one another's launches. A CUDA graph
+records the update once and replays it with one launch (the whole-network capture of the PyTorch
+CUDA-graph notes: ``optimizer.zero_grad(set_to_none=True)`` before recording, Adam with
+``capturable=True``, a warm-up of real updates on a side stream first).
+
+- The minibatch is copied into static input buffers before each replay; the update's scalars
+  (losses, entropy, approximate KL, clip fraction) come back as a copy.
+- What the recording bakes in is its key: the minibatch size, the loss's constants, each
+  parameter group's learning rate and the identity of every parameter and optimizer-state
+  tensor. An update with another key records again, so a learner whose learning rate changes
+  (annealing, PBT's explore) or whose optimizer state is replaced (PBT's exploit, a resume)
+  never replays a stale graph.
+- A replay runs the kernels of the eager update on the same inputs.
+
+``emulate=True`` (tests, any device) stands in for the recording: every update runs eagerly on
+the static buffers and its scalars are copied into the tensor a recording would return, so CPU
+tests check the buffer handling, the keys and the re-recording.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoworld.envs.grid.graphs import _no_collection, env_flag
+
+ENV_VAR = "AUTOWORLD_CUDA_GRAPH_UPDATES"
+WARMUP_UPDATES = 3  # real updates run eagerly on a side stream before the first recording
+SCALARS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
+
+
+def env_default() -> bool:
+    """True when the environment asks PPO learners on CUDA to replay their minibatch update as
+    a recorded graph (``AUTOWORLD_CUDA_GRAPH_UPDATES=1``)."""
+    return env_flag(ENV_VAR)
+
+
+def minibatch_update(policy: nn.Module, optimizer: torch.optim.Optimizer,
+                     params: list[torch.Tensor], obs: dict[str, torch.Tensor],
+                     samples: list[torch.Tensor], config, zero_grad: bool = True) -> torch.Tensor:
+    """One PPO minibatch update; returns its scalars stacked in ``SCALARS`` order (detached).
+
+    ``samples``: actions, old log-probabilities, advantages, returns, old values (N,) each.
+    ``zero_grad=False`` leaves the gradients to the caller (a recording sets them to None
+    beforehand, so that the recorded backward writes them instead of adding to them)."""
+    from autoworld.learners.ppo import ppo_loss
+
+    actions, old_logp, adv, ret, old_v = samples
+    logits, new_v, _ = policy(obs)
+    out = ppo_loss(logits, actions, old_logp, adv, new_v, old_v, ret, config)
+    if zero_grad:
+        optimizer.zero_grad()
+    out["loss"].backward()
+    nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    return torch.stack([out[k] for k in SCALARS]).detach()
+
+
+class _Recording:
+    """One recorded update for one minibatch size: its key, graph and static tensors."""
+
+    def __init__(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor]) -> None:
+        self.obs = {k: torch.empty_like(v) for k, v in obs.items()}
+        self.samples = [torch.empty_like(x) for x in samples]
+        self.key: tuple | None = None
+        self.graph: Any = None
+        self.scalars = torch.zeros(len(SCALARS), device=samples[0].device)
+
+    def fill(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor]) -> None:
+        for k, v in obs.items():
+            self.obs[k].copy_(v)
+        for dst, src in zip(self.samples, samples, strict=True):
+            dst.copy_(src)
+
+
+class GraphedUpdate:
+    """A PPO learner's minibatch update as a recorded CUDA graph (see the module doc): one
+    recording per minibatch size (an epoch's minibatches differ by at most one sample)."""
+
+    def __init__(self, policy: nn.Module, optimizer: torch.optim.Optimizer,
+                 emulate: bool = False) -> None:
+        self.policy, self.optimizer = policy, optimizer
+        self.params = [p for p in policy.parameters() if p.requires_grad]
+        self.emulate = emulate
+        self.device = self.params[0].device
+        if not emulate and self.device.type != "cuda":
+            raise ValueError(f"a graphed PPO update needs a CUDA device (the policy is on "
+                             f"{self.device}); leave {ENV_VAR} off on CPU")
+        self.warm = 0
+        self.recordings: dict[int, _Recording] = {}
+        self.records = 0  # how many times an update was recorded (tests, diagnostics)
+
+    def _key(self, config) -> tuple:
+        """What a recording bakes in (the minibatch size aside)."""
+        opt = self.optimizer
+        tensors = [p.data_ptr() for p in self.params]
+        for p in self.params:
+            tensors += [t.data_ptr() for t in opt.state.get(p, {}).values()
+                        if isinstance(t, torch.Tensor)]
+        consts = (config.norm_adv, config.clip_coef, config.clip_vloss, config.ent_coef,
+                  config.vf_coef, config.max_grad_norm)
+        lrs = tuple(float(g["lr"]) for g in opt.param_groups)
+        return consts, lrs, tuple(tensors), self.policy.training
+
+    def _record(self, rec: _Recording, config) -> None:
+        for group in self.optimizer.param_groups:
+            group["capturable"] = True  # Adam keeps its step count on the device
+        self.optimizer.zero_grad(set_to_none=True)
+        rec.graph = torch.cuda.CUDAGraph()
+        with _no_collection(), torch.cuda.graph(rec.graph):
+            rec.scalars = minibatch_update(self.policy, self.optimizer, self.params, rec.obs,
+                                           rec.samples, config, zero_grad=False)
+
+    def _warm_up(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
+                 config) -> torch.Tensor:
+        """A real update, eager, on a side stream (lazy initialization kept out of the
+        recording: the optimizer's state, the libraries' handles)."""
+        main = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            out = minibatch_update(self.policy, self.optimizer, self.params, obs, samples,
+                                   config)
+        main.wait_stream(side)
+        out.record_stream(main)
+        self.warm += 1
+        return out
+
+    def __call__(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
+                 config) -> torch.Tensor:
+        """Run one update on this minibatch; returns a copy of its scalars (``SCALARS``)."""
+        if not self.emulate and self.warm < WARMUP_UPDATES:
+            return self._warm_up(obs, samples, config)
+        n = int(samples[0].shape[0])
+        rec = self.recordings.get(n)
+        if rec is None:
+            rec = self.recordings[n] = _Recording(obs, samples)
+        key = self._key(config)
+        if key != rec.key:
+            if not self.emulate:
+                self._record(rec, config)
+            rec.key = key
+            self.records += 1
+        rec.fill(obs, samples)
+        if self.emulate:  # what a replay does: the update on the static buffers
+            rec.scalars.copy_(minibatch_update(self.policy, self.optimizer, self.params,
+                                               rec.obs, rec.samples, config))
+            rec.key = self._key(config)  # a first update creates the optimizer's state
+        else:
+            rec.graph.replay()
+        return rec.scalars.clone()
