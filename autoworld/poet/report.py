@@ -42,6 +42,33 @@ def latest_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, state
 
 
+def state_from_logs(run_dir: str | Path, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``plot_lineage`` needs, rebuilt from the run's logs alone: the worlds scored at the
+    first logged iteration (and any parent not admitted in the log) are roots; ``admitted``
+    events give each child its parent and iteration, ``solved`` events the solved worlds; the
+    active worlds are those scored at the last logged iteration."""
+    path = Path(run_dir) / "events.jsonl"
+    events = []
+    if path.exists():
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(raw))
+            except ValueError:
+                continue
+    lineage: dict[str, dict[str, Any]] = {
+        w: {"parent": None, "iteration": metrics[0].get("iteration", 0)}
+        for w in (metrics[0].get("scores") or {} if metrics else {})}
+    for e in events:
+        if e.get("event") == "admitted":
+            lineage[e["world"]] = {"parent": e["parent"], "iteration": e["iteration"]}
+    for d in list(lineage.values()):
+        if d["parent"] is not None and d["parent"] not in lineage:
+            lineage[d["parent"]] = {"parent": None, "iteration": 0}
+    active = list((metrics[-1].get("scores") or {}) if metrics else {})
+    return {"lineage": lineage, "pairs": [{"world": w} for w in active],
+            "annecs": {"solved": [e["world"] for e in events if e.get("event") == "solved"]}}
+
+
 def _save_fig(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -180,7 +207,8 @@ def agent_gif(spec, theta: torch.Tensor, policy, path: Path, seed: int = 0, tile
 def build_report(run_dir: str | Path, gifs: bool = True) -> tuple[list[Path], list[str]]:
     """Write the plots (and GIFs) of ``run_dir``; returns the files written and notes on what
     could not be. A folder without a checkpoint (only its logs copied off a machine, say) still
-    gets ``annecs.png``, from ``metrics.jsonl``; the other plots need the run's state."""
+    gets ``annecs.png`` and ``lineage.png``, from its logs; the score matrix and the GIFs need
+    the run's state."""
     from autoworld.poet.checkpoint import list_checkpoints
     from autoworld.poet.policy import PoetPolicy
     from autoworld.spec import parse_spec
@@ -189,8 +217,11 @@ def build_report(run_dir: str | Path, gifs: bool = True) -> tuple[list[Path], li
     metrics = read_metrics(run_dir)
     annecs = plot_annecs(metrics, run_dir / "plots" / "annecs.png")
     if not list_checkpoints(run_dir / "checkpoints"):
-        return [annecs], [f"{run_dir / 'checkpoints'}: no checkpoint, so only annecs.png (from "
-                          "metrics.jsonl); the lineage, score matrix and GIFs need one"]
+        lineage = plot_lineage(state_from_logs(run_dir, metrics),
+                               run_dir / "plots" / "lineage.png")
+        return [annecs, lineage], [f"{run_dir / 'checkpoints'}: no checkpoint, so annecs.png "
+                                   "and lineage.png come from metrics.jsonl and events.jsonl; "
+                                   "the score matrix and GIFs need one"]
     tensors, state = latest_state(run_dir)
     out = [annecs, plot_lineage(state, run_dir / "plots" / "lineage.png"),
            plot_scores(state, run_dir / "plots" / "scores.png")]

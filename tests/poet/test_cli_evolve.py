@@ -67,8 +67,28 @@ def test_report_without_a_checkpoint_plots_annecs_and_says_what_is_missing(app, 
     r = CliRunner().invoke(app, ["evolve", "--report", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "plots" / "annecs.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "plots" / "lineage.png").exists()
-    assert "no checkpoint, so only annecs.png" in " ".join(r.output.split())
+    assert (tmp_path / "plots" / "lineage.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "plots" / "scores.png").exists()
+    assert "no checkpoint, so annecs.png and lineage.png come from" in " ".join(r.output.split())
+
+
+def test_lineage_from_the_logs_alone(tmp_path) -> None:
+    from autoworld.poet.report import state_from_logs
+
+    events = [{"event": "admitted", "iteration": 25, "world": "w0002", "parent": "w0000"},
+              {"event": "admitted", "iteration": 50, "world": "w0003", "parent": "w0002"},
+              {"event": "archived", "iteration": 50, "world": "w0000", "agent": "a0000"},
+              {"event": "solved", "iteration": 60, "world": "w0002"}]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    metrics = [{"iteration": 0, "scores": {"w0000": 0.1, "w0001": 0.2}},
+               {"iteration": 60, "scores": {"w0001": 0.3, "w0002": 0.9, "w0003": 0.0}}]
+    state = state_from_logs(tmp_path, metrics)
+    assert state["lineage"] == {"w0000": {"parent": None, "iteration": 0},
+                                "w0001": {"parent": None, "iteration": 0},
+                                "w0002": {"parent": "w0000", "iteration": 25},
+                                "w0003": {"parent": "w0002", "iteration": 50}}
+    assert [p["world"] for p in state["pairs"]] == ["w0001", "w0002", "w0003"]
+    assert state["annecs"]["solved"] == ["w0002"]
 
 
 def test_bad_options_are_one_clear_error(app, tmp_path):
@@ -100,3 +120,12 @@ def test_default_run_finds_and_solves_new_worlds(app, tmp_path):
     solved = {e["world"] for e in events if e["event"] == "solved"}
     admitted = {e["world"] for e in events if e["event"] == "admitted"}
     assert solved and solved <= admitted and "w0000" not in solved
+    # the lineage rebuilt from the logs alone is the checkpoint's
+    from autoworld.poet.report import latest_state, read_metrics, state_from_logs
+
+    _, state = latest_state(out)
+    logs = state_from_logs(out, read_metrics(out))
+    assert {w: (d["parent"], d["iteration"]) for w, d in logs["lineage"].items()} == {
+        w: (d["parent"], d["iteration"]) for w, d in state["lineage"].items()}
+    assert {p["world"] for p in logs["pairs"]} == {p["world"] for p in state["pairs"]}
+    assert set(logs["annecs"]["solved"]) == set(state["annecs"]["solved"])
