@@ -222,9 +222,11 @@ class PPO:
         # default per-tensor loop at 256 envs x 32 steps on DoorKey; same update rule)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=1e-5,
                                           fused=True)
-        # on CUDA, the minibatch update may replay as a recorded graph (learners/ppo_graph.py)
+        # on CUDA, the minibatch update may replay as a recorded graph (learners/ppo_graph.py;
+        # the learning rate is baked into a recording, so not with an annealed one)
         if graph_updates is None:
-            graph_updates = self.device.type == "cuda" and graph_env_default()
+            graph_updates = (self.device.type == "cuda" and graph_env_default()
+                             and not c.anneal_lr)
         self._graph = GraphedUpdate(self.policy, self.optimizer) if graph_updates else None
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(rng.derive_seed(seed, "ppo-sampling") & 0x7FFFFFFF)

@@ -13,8 +13,11 @@ CUDA-graph notes: ``optimizer.zero_grad(set_to_none=True)`` before recording, Ad
 - What the recording bakes in is its key: the minibatch size, the loss's constants, each
   parameter group's learning rate and the identity of every parameter and optimizer-state
   tensor. An update with another key records again, so a learner whose learning rate changes
-  (annealing, PBT's explore) or whose optimizer state is replaced (PBT's exploit, a resume)
-  never replays a stale graph.
+  (PBT's explore) or whose optimizer state is replaced (PBT's exploit, a resume) never replays
+  a stale graph. A learning rate annealed every iteration would record every iteration, so
+  ``PPO`` records only with a constant rate (the grid's default).
+- Each minibatch size runs a few real updates eagerly on a side stream before its first
+  recording (lazy initialization, e.g. cuDNN's plans for a new shape, stays out of it).
 - A replay runs the kernels of the eager update on the same inputs.
 
 ``emulate=True`` (tests, any device) stands in for the recording: every update runs eagerly on
@@ -93,7 +96,11 @@ class GraphedUpdate:
         if not emulate and self.device.type != "cuda":
             raise ValueError(f"a graphed PPO update needs a CUDA device (the policy is on "
                              f"{self.device}); leave {ENV_VAR} off on CPU")
-        self.warm = 0
+        if not all(g.get("fused") for g in optimizer.param_groups):
+            # only fused Adam keeps its step count on the device from the start, so that its
+            # ``capturable`` may be turned on once its state exists
+            raise ValueError("a graphed PPO update needs torch.optim.Adam(..., fused=True)")
+        self.warm: dict[int, int] = {}  # eager warm-up updates run, per minibatch size
         self.recordings: dict[int, _Recording] = {}
         self.records = 0  # how many times an update was recorded (tests, diagnostics)
 
@@ -118,7 +125,7 @@ class GraphedUpdate:
             rec.scalars = minibatch_update(self.policy, self.optimizer, self.params, rec.obs,
                                            rec.samples, config, zero_grad=False)
 
-    def _warm_up(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
+    def _warm_up(self, n: int, obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
                  config) -> torch.Tensor:
         """A real update, eager, on a side stream (lazy initialization kept out of the
         recording: the optimizer's state, the libraries' handles)."""
@@ -130,15 +137,15 @@ class GraphedUpdate:
                                    config)
         main.wait_stream(side)
         out.record_stream(main)
-        self.warm += 1
+        self.warm[n] = self.warm.get(n, 0) + 1
         return out
 
     def __call__(self, obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
                  config) -> torch.Tensor:
         """Run one update on this minibatch; returns a copy of its scalars (``SCALARS``)."""
-        if not self.emulate and self.warm < WARMUP_UPDATES:
-            return self._warm_up(obs, samples, config)
         n = int(samples[0].shape[0])
+        if not self.emulate and self.warm.get(n, 0) < WARMUP_UPDATES:  # each size its own
+            return self._warm_up(n, obs, samples, config)
         rec = self.recordings.get(n)
         if rec is None:
             rec = self.recordings[n] = _Recording(obs, samples)

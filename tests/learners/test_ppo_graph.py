@@ -88,28 +88,41 @@ def test_a_checkpoint_of_a_graphed_learner_resumes_eagerly() -> None:
 def test_graphed_updates_on_cpu_name_the_fix(monkeypatch) -> None:
     with pytest.raises(ValueError, match="needs a CUDA device.*leave AUTOWORLD_CUDA_GRAPH_UPDATES"):
         _learner(graph="record")
+    learner = _learner()
+    plain = torch.optim.Adam(learner.policy.parameters())  # its step count lives on the host
+    with pytest.raises(ValueError, match="fused=True"):
+        GraphedUpdate(learner.policy, plain, emulate=True)
     monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH_UPDATES", "1")
     assert _learner()._graph is None  # the switch applies to CUDA learners only
     if torch.cuda.is_available():
         assert _learner("cuda")._graph is not None
+        annealed = CFG.model_copy(update={"anneal_lr": True})  # would record every iteration
+        assert _learner("cuda", cfg=annealed)._graph is None
 
 
 @pytest.mark.cuda
 @needs_cuda
-def test_recorded_update_on_cuda_matches_the_eager_update() -> None:
+@pytest.mark.parametrize("minibatches", [4, 7])  # 7: two minibatch sizes, two recordings
+def test_recorded_update_on_cuda_matches_the_eager_update(minibatches: int) -> None:
     """The replayed update runs the eager update's kernels: the same weights after a few
-    iterations, up to the float rounding of Adam's capturable step count."""
-    eager, graphed = _learner("cuda"), _learner("cuda", graph="record")
+    iterations (compared with a tolerance for the GPU's reduction order), also after a change
+    of learning rate, which records again."""
+    cfg = CFG.model_copy(update={"num_steps": 15, "num_minibatches": minibatches})
+    eager, graphed = _learner("cuda", cfg=cfg), _learner("cuda", graph="record", cfg=cfg)
+    sizes = 1 if 240 % minibatches == 0 else 2
     for _ in range(3):
         a, b = eager.iterate(), graphed.iterate()
     assert a["policy_loss"] == pytest.approx(b["policy_loss"], rel=1e-4, abs=1e-6)
     for x, y in zip(_weights(eager), _weights(graphed), strict=True):
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-6)
-    assert graphed._graph.records == 1
-    for group in graphed.optimizer.param_groups:  # a new learning rate records again
-        group["lr"] = 0.5 * group["lr"]
-    graphed.iterate()
-    assert graphed._graph.records == 2
+    assert graphed._graph.records == sizes
+    for learner in (eager, graphed):  # a new learning rate records again
+        for group in learner.optimizer.param_groups:
+            group["lr"] = 0.5 * group["lr"]
+        learner.iterate()
+    assert graphed._graph.records == 2 * sizes
+    for x, y in zip(_weights(eager), _weights(graphed), strict=True):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.cuda
