@@ -62,8 +62,8 @@ def test_a_joint_velocity_world_is_trained_as_itself_or_refused():
             METHODS[name].run(world, steps=64, num_envs=8)
     cells = plan(["arm-ppo", "arm-bc", "arm-es"], ["ArmReach-N3", world], 1, 100)
     assert [(c.method, c.world) for c in cells] == [
-        ("arm-ppo", "ArmReach-N3"), ("arm-ppo", world), ("arm-bc", "ArmReach-N3"),
-        ("arm-es", "ArmReach-N3")]
+        ("arm-ppo", "ArmReach-N3"), ("arm-bc", "ArmReach-N3"), ("arm-es", "ArmReach-N3"),
+        ("arm-ppo", world)]
 
 
 def test_the_names_results_report_load_again():
