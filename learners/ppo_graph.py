@@ -4,11 +4,11 @@ One minibatch update (the policy's forward, the clipped loss, backward, the grad
 and the fused Adam step) is ~200 small tensor operations (187 with the MLP trunk, 208 with the
 conv trunk of the leaderboard's methods, counted on DoorKey-8x8 at 1,024 envs x 32 steps); PPO
 makes 64 of them per rollout, ~1,900 per million env steps, against ~90 operations per rollout
-step besides the engine's (143 eager, one launch replayed as a graph). On a GPU such small kernels cost their launch more than their
-arithmetic, and the leaderboard's workers share one GPU. A CUDA graph
-records the update once and replays it with one launch (the whole-network capture of the PyTorch
-CUDA-graph notes: ``optimizer.zero_grad(set_to_none=True)`` before recording, Adam with
-``capturable=True``, a warm-up of real updates on a side stream first).
+step besides the engine's (143 eager, one launch replayed as a graph). On a GPU such small
+kernels cost their launch more than their arithmetic, and the leaderboard's workers share one
+GPU. A CUDA graph records the update once and replays it with one launch (the whole-network
+capture of the PyTorch CUDA-graph notes: ``optimizer.zero_grad(set_to_none=True)`` before
+recording, Adam with ``capturable=True``, a warm-up of real updates on a side stream first).
 
 - The minibatch is copied into static input buffers before each replay; the update's scalars
   (losses, entropy, approximate KL, clip fraction) come back as a copy.
