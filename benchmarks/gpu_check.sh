@@ -112,8 +112,8 @@ if [ "$dev" = cuda ]; then
     --seeds 1 --steps "$steps" --device "$dev" --num-envs "$lb_envs" --backend process \
     --workers "$lb_workers" --db "$out/leaderboard_graph.db"
 fi
-# ... and with PPO's minibatch updates replayed as recorded graphs too (PPO, PPO-PBT and BC+PPO
-# make ~2,000 small updates per million steps; learners/ppo_graph.py). The whole grid takes the
+# ... and with PPO's and BC's minibatch updates replayed as recorded graphs too (PPO makes ~1,900
+# small updates per million steps, BC up to 4,000; learners/update_graph.py). The whole grid takes the
 # same switch from the environment: AUTOWORLD_CUDA_GRAPH_UPDATES=1 bash benchmarks/gpu_check.sh
 if [ "$dev" = cuda ]; then
   section leaderboard_graph_updates 150 env AUTOWORLD_CUDA_GRAPH=1 AUTOWORLD_CUDA_GRAPH_UPDATES=1 \

@@ -244,15 +244,41 @@ def _record(obs: dict[str, torch.Tensor], act: torch.Tensor, live: torch.Tensor,
     act_parts.append(act[live].cpu())
 
 
-def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: int = 0
-          ) -> list[float]:
+def clone_update(policy: ActorCritic, optimizer: torch.optim.Optimizer,
+                 obs: dict[str, torch.Tensor], samples: list[torch.Tensor],
+                 zero_grad: bool = True) -> torch.Tensor:
+    """One behaviour-cloning step on a minibatch (``samples``: the actions (N,)): cross-entropy
+    of the policy's logits, backward, optimizer step; returns the loss (1,), detached.
+    ``zero_grad=False`` leaves the gradients to the caller (see ``update_graph``)."""
+    logits = policy(obs)[0]
+    loss = F.cross_entropy(logits, samples[0])
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach().reshape(1)
+
+
+def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: int = 0,
+          graph_updates: bool | None = None, emulate_graph: bool = False) -> list[float]:
     """Fit ``policy``'s actions to ``demos`` by cross-entropy; returns the per-epoch loss.
 
     ``config.epochs`` passes, fewer when they would take more than ``config.max_updates``
     gradient steps. The demonstrations move to the policy's device once, and the loss is read
-    back once per epoch."""
+    back once per epoch. On CUDA each step may replay as a recorded graph (``graph_updates``;
+    None: ``AUTOWORLD_CUDA_GRAPH_UPDATES``, see ``update_graph``; ``emulate_graph``: its CPU
+    stand-in, for tests)."""
+    from autoworld.learners.update_graph import GraphedUpdate
+    from autoworld.learners.update_graph import env_default as graph_env_default
+
     device = next(policy.parameters()).device
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, fused=True)
+    if graph_updates is None:
+        graph_updates = device.type == "cuda" and graph_env_default()
+    graph = None
+    if graph_updates or emulate_graph:
+        graph = GraphedUpdate(policy, opt, lambda o, s, _c, z: clone_update(policy, opt, o, s, z),
+                              emulate=emulate_graph)
     gen = torch.Generator().manual_seed(seed)
     N = demos.actions.shape[0]
     batches = -(-N // config.batch_size)
@@ -266,12 +292,10 @@ def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: in
         total = torch.zeros((), dtype=torch.float64, device=device)
         for start in range(0, N, config.batch_size):
             idx = perm[start:start + config.batch_size]
-            logits = policy({k: v[idx] for k, v in obs.items()})[0]
-            loss = F.cross_entropy(logits, actions[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach().double() * idx.numel()
+            mb_obs, mb = {k: v[idx] for k, v in obs.items()}, [actions[idx]]
+            loss = (graph(mb_obs, mb) if graph is not None else
+                    clone_update(policy, opt, mb_obs, mb))
+            total += loss[0].double() * idx.numel()
         losses.append(float(total) / N)
     return losses
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from autoworld.learners.policies import PolicyConfig, policy_from_spec, sample_actions
-from autoworld.learners.ppo_graph import GraphedUpdate, minibatch_update
-from autoworld.learners.ppo_graph import env_default as graph_env_default
+from autoworld.learners.update_graph import GraphedUpdate
+from autoworld.learners.update_graph import env_default as graph_env_default
 
 
 class PPOHyperParams(BaseModel):
@@ -140,6 +140,34 @@ def ppo_loss(logits: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor
                             returns, config)
 
 
+SCALARS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
+
+
+def minibatch_update(policy: nn.Module, optimizer: torch.optim.Optimizer,
+                     params: list[torch.Tensor], obs: dict[str, torch.Tensor],
+                     samples: list[torch.Tensor], config, zero_grad: bool = True) -> torch.Tensor:
+    """One PPO minibatch update (forward, ``ppo_loss``, backward, gradient-norm clip, optimizer
+    step); returns its scalars stacked in ``SCALARS`` order (detached).
+
+    ``samples``: actions, old log-probabilities, advantages, returns, old values (N,) each.
+    ``zero_grad=False`` leaves the gradients to the caller (see ``update_graph``)."""
+    actions, old_logp, adv, ret, old_v = samples
+    logits, new_v, _ = policy(obs)
+    out = ppo_loss(logits, actions, old_logp, adv, new_v, old_v, ret, config)
+    if zero_grad:
+        optimizer.zero_grad()
+    out["loss"].backward()
+    nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    return torch.stack([out[k] for k in SCALARS]).detach()
+
+
+def loss_constants(config) -> tuple:
+    """The constants of ``config`` that a PPO update bakes in (a recorded one, ``update_graph``)."""
+    return (config.norm_adv, config.clip_coef, config.clip_vloss, config.ent_coef,
+            config.vf_coef, config.max_grad_norm)
+
+
 def minibatch_slices(n_items: int, num_minibatches: int) -> list[slice]:
     """``num_minibatches`` (at most ``n_items``) contiguous slices covering ``range(n_items)``,
     their sizes differing by at most one (``torch.tensor_split``'s split). Stepping by
@@ -222,12 +250,12 @@ class PPO:
         # default per-tensor loop at 256 envs x 32 steps on DoorKey; same update rule)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate, eps=1e-5,
                                           fused=True)
-        # on CUDA, the minibatch update may replay as a recorded graph (learners/ppo_graph.py;
+        # on CUDA, the minibatch update may replay as a recorded graph (learners/update_graph.py;
         # the learning rate is baked into a recording, so not with an annealed one)
         if graph_updates is None:
             graph_updates = (self.device.type == "cuda" and graph_env_default()
                              and not c.anneal_lr)
-        self._graph = GraphedUpdate(self.policy, self.optimizer) if graph_updates else None
+        self._graph = self.graphed_update() if graph_updates else None
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(rng.derive_seed(seed, "ppo-sampling") & 0x7FFFFFFF)
 
@@ -237,6 +265,17 @@ class PPO:
         self.rnn_state = self.policy.initial_state(B, self.device)
         self.ep_return = torch.zeros(B, device=self.device)
         self.ep_length = torch.zeros(B, dtype=torch.long, device=self.device)
+
+    def graphed_update(self, emulate: bool = False) -> GraphedUpdate:
+        """This learner's minibatch update as a recorded CUDA graph (``update_graph``;
+        ``emulate``: the CPU stand-in the tests use)."""
+        pol, opt = self.policy, self.optimizer
+        params = [p for p in pol.parameters() if p.requires_grad]
+
+        def body(obs, samples, config, zero_grad: bool) -> torch.Tensor:
+            return minibatch_update(pol, opt, params, obs, samples, config, zero_grad)
+
+        return GraphedUpdate(pol, opt, body, consts=loss_constants, emulate=emulate)
 
     # ------------------------------------------------------------------ one iteration
     def iterate(self) -> dict[str, float]:
@@ -374,7 +413,7 @@ class PPO:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (besides the config and the world); a deep copy,
         so that the learner going on does not change it. Adam's ``capturable`` (set by a
-        recorded update, see ``ppo_graph``) is left off, so that it resumes on any device."""
+        recorded update, see ``update_graph``) is left off, so that it resumes on any device."""
         state = copy.deepcopy({
             "iteration": self.iteration,
             "global_step": self.global_step,

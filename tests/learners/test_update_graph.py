@@ -1,4 +1,5 @@
-"""PPO's minibatch update replayed as a recorded CUDA graph (``learners/ppo_graph.py``).
+"""Minibatch updates replayed as recorded CUDA graphs (``learners/update_graph.py``): PPO's and
+behaviour cloning's.
 
 On CPU the recording is emulated (``GraphedUpdate(emulate=True)``: the update runs on the static
 buffers a recording would read), which checks the buffer handling and when an update is
@@ -12,7 +13,7 @@ import torch
 
 from autoworld.envs.catalogue import load_world
 from autoworld.learners.ppo import PPO, PPOConfig
-from autoworld.learners.ppo_graph import GraphedUpdate
+from autoworld.learners.update_graph import GraphedUpdate
 
 pytestmark = pytest.mark.cuda_graph
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -24,7 +25,7 @@ def _learner(device: str = "cpu", graph: str = "off", cfg: PPOConfig = CFG) -> P
     learner = PPO(load_world("Empty-6x6"), cfg, total_steps=10_000, device=device, seed=3,
                   graph_updates=graph == "record")
     if graph == "emulate":
-        learner._graph = GraphedUpdate(learner.policy, learner.optimizer, emulate=True)
+        learner._graph = learner.graphed_update(emulate=True)
     return learner
 
 
@@ -91,7 +92,7 @@ def test_graphed_updates_on_cpu_name_the_fix(monkeypatch) -> None:
     learner = _learner()
     plain = torch.optim.Adam(learner.policy.parameters())  # its step count lives on the host
     with pytest.raises(ValueError, match="fused=True"):
-        GraphedUpdate(learner.policy, plain, emulate=True)
+        GraphedUpdate(learner.policy, plain, lambda *a: torch.zeros(1), emulate=True)
     monkeypatch.setenv("AUTOWORLD_CUDA_GRAPH_UPDATES", "1")
     assert _learner()._graph is None  # the switch applies to CUDA learners only
     if torch.cuda.is_available():
@@ -135,3 +136,50 @@ def test_pbt_with_recorded_updates_runs_on_cuda(monkeypatch) -> None:
                          total_steps=4 * 16 * 16 * 2, device="cuda", seed=0)
     assert best._graph is not None and best._graph.records >= 1 and logs
     assert all(torch.isfinite(p).all() for p in best.policy.parameters())
+
+
+def _bc_policy_and_demos():
+    from autoworld.envs.grid.engine import GridEngine
+    from autoworld.learners.bc import collect_demonstrations
+    from autoworld.learners.policies import PolicyConfig, policy_from_spec
+
+    spec = load_world("Empty-6x6")
+    demos = collect_demonstrations(spec, levels=8, seed=1)
+    obs_spec = GridEngine(spec, num_envs=1).observation_spec()
+    torch.manual_seed(0)
+    return policy_from_spec(obs_spec, PolicyConfig()), demos
+
+
+def test_emulated_recording_of_behaviour_cloning_matches_the_eager_steps() -> None:
+    """BC's last minibatch is smaller (N not a multiple of 32): two sizes, two recordings."""
+    import copy
+
+    from autoworld.learners.bc import BCConfig, clone
+
+    policy, demos = _bc_policy_and_demos()
+    cfg = BCConfig(epochs=3, batch_size=32)
+    assert demos.actions.shape[0] % 32  # the test needs a short last minibatch
+    twin = copy.deepcopy(policy)
+    eager = clone(policy, demos, cfg, seed=2)
+    graphed = clone(twin, demos, cfg, seed=2, emulate_graph=True)
+    assert eager == graphed
+    for x, y in zip(policy.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_recorded_behaviour_cloning_on_cuda_matches_the_eager_steps() -> None:
+    import copy
+
+    from autoworld.learners.bc import BCConfig, clone
+
+    policy, demos = _bc_policy_and_demos()
+    policy = policy.cuda()
+    twin = copy.deepcopy(policy)
+    cfg = BCConfig(epochs=5, batch_size=32)
+    eager = clone(policy, demos, cfg, seed=2)
+    graphed = clone(twin, demos, cfg, seed=2, graph_updates=True)
+    assert eager == pytest.approx(graphed, rel=1e-4, abs=1e-6)
+    for x, y in zip(policy.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-6)
