@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoworld.errors import AutoworldError
 from autoworld.learners.policies import ActorCritic
+from autoworld.learners.update_graph import GraphedUpdate, wanted
 
 log = logging.getLogger(__name__)
 
@@ -268,15 +269,10 @@ def clone(policy: ActorCritic, demos: Demonstrations, config: BCConfig, seed: in
     back once per epoch. On CUDA each step may replay as a recorded graph (``graph_updates``;
     None: ``AUTOWORLD_CUDA_GRAPH_UPDATES``, see ``update_graph``; ``emulate_graph``: its CPU
     stand-in, for tests)."""
-    from autoworld.learners.update_graph import GraphedUpdate
-    from autoworld.learners.update_graph import env_default as graph_env_default
-
     device = next(policy.parameters()).device
     opt = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, fused=True)
-    if graph_updates is None:
-        graph_updates = device.type == "cuda" and graph_env_default()
     graph = None
-    if graph_updates or emulate_graph:
+    if wanted(device, graph_updates) or emulate_graph:
         graph = GraphedUpdate(policy, opt, lambda o, s, _c, z: clone_update(policy, opt, o, s, z),
                               emulate=emulate_graph)
     gen = torch.Generator().manual_seed(seed)

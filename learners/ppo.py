@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from autoworld.learners.policies import PolicyConfig, policy_from_spec, sample_actions
-from autoworld.learners.update_graph import GraphedUpdate
-from autoworld.learners.update_graph import env_default as graph_env_default
+from autoworld.learners.update_graph import GraphedUpdate, wanted
 
 
 class PPOHyperParams(BaseModel):
@@ -252,10 +251,9 @@ class PPO:
                                           fused=True)
         # on CUDA, the minibatch update may replay as a recorded graph (learners/update_graph.py;
         # the learning rate is baked into a recording, so not with an annealed one)
-        if graph_updates is None:
-            graph_updates = (self.device.type == "cuda" and graph_env_default()
-                             and not c.anneal_lr)
-        self._graph = self.graphed_update() if graph_updates else None
+        if graph_updates is None and c.anneal_lr:
+            graph_updates = False
+        self._graph = self.graphed_update() if wanted(self.device, graph_updates) else None
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(rng.derive_seed(seed, "ppo-sampling") & 0x7FFFFFFF)
 

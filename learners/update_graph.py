@@ -50,6 +50,12 @@ def env_default() -> bool:
     return env_flag(ENV_VAR)
 
 
+def wanted(device: torch.device, requested: bool | None) -> bool:
+    """Whether a learner on ``device`` records its update: as ``requested``, or when None as the
+    environment asks, on CUDA only."""
+    return requested if requested is not None else device.type == "cuda" and env_default()
+
+
 # body(obs, samples, config, zero_grad) -> scalars (a 1-D tensor, detached): one update of the
 # learner's policy with its optimizer; zero_grad=False leaves the gradients to the caller (a
 # recording sets them to None beforehand, so that the recorded backward writes them instead of

@@ -21,11 +21,8 @@ from autoworld.atomic import atomic_write
 from autoworld.poet.config import PoetError
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise PoetError(f"{run_dir}: no metrics.jsonl; give the folder of an `autoworld "
-                        "evolve` run")
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` (a line cut short by a kill is skipped)."""
     out = []
     for raw in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -33,6 +30,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise PoetError(f"{run_dir}: no metrics.jsonl; give the folder of an `autoworld "
+                        "evolve` run")
+    return _read_jsonl(path)
 
 
 def latest_state(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -48,13 +53,7 @@ def state_from_logs(run_dir: str | Path, metrics: list[dict[str, Any]]) -> dict[
     events give each child its parent and iteration, ``solved`` events the solved worlds; the
     active worlds are those scored at the last logged iteration."""
     path = Path(run_dir) / "events.jsonl"
-    events = []
-    if path.exists():
-        for raw in path.read_text(encoding="utf-8").splitlines():
-            try:
-                events.append(json.loads(raw))
-            except ValueError:
-                continue
+    events = _read_jsonl(path) if path.exists() else []
     lineage: dict[str, dict[str, Any]] = {
         w: {"parent": None, "iteration": metrics[0].get("iteration", 0)}
         for w in (metrics[0].get("scores") or {} if metrics else {})}
