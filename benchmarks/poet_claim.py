@@ -4,8 +4,8 @@ scratch directly on that world with the same budget succeed as often?
 Reads a finished run directory (``autoworld evolve --run-dir DIR``). The "late" worlds are the
 admitted children POET solved (ANNECS), the later half by the iteration they were solved at. For
 each, ``--seeds`` fresh agents are optimized with the run's own ES settings directly on that
-world for as many ES steps as POET's whole run had taken when it solved it (all seeds in one
-batched call per step), scored on the validation levels every ``--eval-every`` steps; a seed
+world for as many ES steps as POET's whole run had taken when it solved it (all worlds' seeds
+in one batched call per step), scored on the validation levels every ``--eval-every`` steps; a seed
 succeeds when a score reaches the run's solved threshold. Prints one JSON line per world and a
 summary line comparing success rates (POET's is 1 on these worlds by construction: they were
 solved), whichever way it comes out.
@@ -63,7 +63,13 @@ def success_interval(values: list[float]) -> dict:
     return {"mean": round(ci.point, 4), "lo": round(ci.lo, 4), "hi": round(ci.hi, 4)}
 
 
-def from_scratch(run_dir: Path, world: str, budget: int, seeds: int, eval_every: int) -> dict:
+def from_scratch(run_dir: Path, late: list[tuple[str, int]], seeds: int,
+                 eval_every: int) -> list[dict]:
+    """Optimize ``seeds`` fresh agents directly on each world of ``late`` ((world, budget in
+    optimization steps)), all worlds' agents in one batched executor call per step (a world's
+    agents stop at its budget), scored on the validation levels every ``eval_every`` steps and
+    at the end. Every agent draws its own randomness, so a world's row is the same as when it
+    runs alone (tested). Returns one row per world, in ``late``'s order."""
     from autoworld import rng
     from autoworld.poet.config import PoetConfig
     from autoworld.poet.executor import LocalExecutor
@@ -74,37 +80,49 @@ def from_scratch(run_dir: Path, world: str, budget: int, seeds: int, eval_every:
 
     _, state = latest_state(run_dir)
     cfg = PoetConfig.model_validate(state["config"])
-    d = state["worlds"][world]
-    worlds = {world: WorldEntry(parse_spec(d["spec"]), d["optimal"], d["random"])}
+    budget = dict(late)
+    worlds = {w: WorldEntry(parse_spec(state["worlds"][w]["spec"]), state["worlds"][w]["optimal"],
+                            state["worlds"][w]["random"]) for w in budget}
     policy = PoetPolicy(cfg.obs_size, cfg.embed_dim, cfg.hidden,
                         value_head=cfg.learner == "ppo")
     ex = LocalExecutor(policy, cfg.device)
+    j_lr = cfg.ppo.learning_rate if cfg.learner == "ppo" else cfg.lr
     jobs = []
-    for s in range(seeds):
-        th = policy.init(rng.derive_seed(cfg.seed, "claim", world, s))
-        j_lr = cfg.ppo.learning_rate if cfg.learner == "ppo" else cfg.lr
-        z = torch.zeros_like(th)
-        jobs.append(EsJob(f"s{s}", world, th, z, z.clone(), 0, cfg.sigma, j_lr, 0,
-                          cfg.learner == "es" and cfg.greedy, cfg.train_levels))
-    best = [float("-inf")] * seeds
-    for step in range(budget):
-        for j in jobs:
-            j.seed = rng.derive_seed(cfg.seed, "claim-es", world, j.agent, step)
-        res = (ex.ppo_steps(worlds, jobs, cfg.ppo) if cfg.learner == "ppo"
-               else ex.es_steps(worlds, jobs, cfg.population, cfg.episodes, cfg.l2))
-        for j, r in zip(jobs, res, strict=True):
+    for world in budget:
+        for s in range(seeds):
+            th = policy.init(rng.derive_seed(cfg.seed, "claim", world, s))
+            z = torch.zeros_like(th)
+            jobs.append(EsJob(f"s{s}", world, th, z, z.clone(), 0, cfg.sigma, j_lr, 0,
+                              cfg.learner == "es" and cfg.greedy, cfg.train_levels))
+    best = {(j.world, j.agent): float("-inf") for j in jobs}
+    for step in range(max(budget.values())):
+        active = [j for j in jobs if step < budget[j.world]]
+        on = {j.world: worlds[j.world] for j in active}
+        for j in active:
+            j.seed = rng.derive_seed(cfg.seed, "claim-es", j.world, j.agent, step)
+        res = (ex.ppo_steps(on, active, cfg.ppo) if cfg.learner == "ppo"
+               else ex.es_steps(on, active, cfg.population, cfg.episodes, cfg.l2))
+        for j, r in zip(active, res, strict=True):
             j.theta, j.m, j.v, j.t = r.theta, r.m, r.v, r.t
             if cfg.learner == "es":
                 j.sigma = max(cfg.sigma_min, j.sigma * cfg.sigma_decay)
                 j.lr = max(cfg.lr_min, j.lr * cfg.lr_decay)
-        if (step + 1) % eval_every == 0 or step + 1 == budget:
-            scores = ex.evaluate(worlds, [EvalJob(j.agent, world, j.theta, step, j.greedy)
-                                          for j in jobs], cfg.eval_episodes,
-                                 cfg.validation_levels)
-            best = [max(b, s) for b, s in zip(best, scores, strict=True)]
-    success = sum(b >= cfg.solved_threshold for b in best) / seeds
-    return {"world": world, "name": worlds[world].spec.name, "budget_es_steps": budget,
-            "seeds": seeds, "scratch_success": success, "scratch_best": best}
+        due = [j for j in active
+               if (step + 1) % eval_every == 0 or step + 1 == budget[j.world]]
+        if due:
+            scores = ex.evaluate({j.world: worlds[j.world] for j in due},
+                                 [EvalJob(j.agent, j.world, j.theta, step, j.greedy) for j in due],
+                                 cfg.eval_episodes, cfg.validation_levels)
+            for j, sc in zip(due, scores, strict=True):
+                best[j.world, j.agent] = max(best[j.world, j.agent], sc)
+    rows = []
+    for world in budget:
+        b = [best[world, f"s{s}"] for s in range(seeds)]
+        rows.append({"world": world, "name": worlds[world].spec.name,
+                     "budget_es_steps": budget[world], "seeds": seeds,
+                     "scratch_success": sum(x >= cfg.solved_threshold for x in b) / seeds,
+                     "scratch_best": b})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,11 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"bench": "poet_claim", "worlds": 0, "note": f"POET {what} in this "
                           "run; run longer"}))
         return
-    rows = []
-    for world, budget, solved in late:
-        row = from_scratch(args.run_dir, world, max(1, budget), args.seeds, args.eval_every)
+    rows = from_scratch(args.run_dir, [(w, max(1, budget)) for w, budget, _ in late],
+                        args.seeds, args.eval_every)
+    for row, (_, _, solved) in zip(rows, late, strict=True):
         row["poet_success"] = float(solved)
-        rows.append(row)
         print(json.dumps({"bench": "poet_claim_world", "selection": args.worlds, **row}),
               flush=True)
     poet = [r["poet_success"] for r in rows]

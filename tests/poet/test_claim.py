@@ -63,3 +63,19 @@ def test_claim_on_a_tiny_run_compares_both_rates(tmp_path: Path, capsys):
     assert summary["worlds"] == 1 and set(summary["poet_minus_scratch"]) == {"mean", "lo", "hi"}
     assert summary["poet_minus_scratch"]["mean"] == pytest.approx(
         world["poet_success"] - world["scratch_success"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_from_scratch_batches_worlds_without_changing_any(tmp_path: Path):
+    """All late worlds' agents in one executor call per step (each world stopping at its own
+    budget) give each world the row it gets alone."""
+    out = tmp_path / "run"
+    run = PoetRun(PoetConfig(**TINY), out)
+    run.run()
+    run.close()
+    admitted = [e["world"] for e in claim._events(out) if e["event"] == "admitted"]
+    assert len(admitted) >= 2
+    late = [(admitted[0], 5), (admitted[1], 3)]
+    together = claim.from_scratch(out, late, 2, 2)
+    assert together == [claim.from_scratch(out, [w], 2, 2)[0] for w in late]
+    assert [r["budget_es_steps"] for r in together] == [5, 3]
