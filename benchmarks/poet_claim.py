@@ -85,7 +85,7 @@ def from_scratch(run_dir: Path, late: list[tuple[str, int]], seeds: int,
                             state["worlds"][w]["random"]) for w in budget}
     policy = PoetPolicy(cfg.obs_size, cfg.embed_dim, cfg.hidden,
                         value_head=cfg.learner == "ppo")
-    ex = LocalExecutor(policy, cfg.device)
+    ex = LocalExecutor(policy, cfg.device, cfg.bucketing, cfg.cuda_graph)  # as the run stepped
     j_lr = cfg.ppo.learning_rate if cfg.learner == "ppo" else cfg.lr
     jobs = []
     for world in budget:
