@@ -174,12 +174,18 @@ if [ "$dev" = cuda ]; then
   [ -d "$poet_dir" ] && [ "$poet_dir" != "$out/poet_1000" ] && cp -r "$poet_dir" "$out/poet_1000"
   [ -d "$poet_dir/checkpoints" ] && tar -C "$poet_dir" -cf "$out/poet_1000_checkpoints.tar" checkpoints
 fi
-# POET's central claim on that run once it is complete (name it in SECTIONS after the run's last
-# call, or in the same call): fresh agents optimized directly on the later half of the worlds it
-# solved, with the same budget, 5 seeds each, all in one batched call per step
+# POET's central claim on that run once it is complete (skipped before): fresh agents optimized
+# directly on the later half of the worlds it solved, with the same budget, 5 seeds each, all in
+# one batched call per step
 if [ "$dev" = cuda ]; then
-  section poet_claim_1000 "${POET_CLAIM_CAP:-300}" python benchmarks/poet_claim.py "$poet_dir" \
-    --seeds 5
+  if python -c "import json, sys; d = sys.argv[1]; n = json.load(open(d + '/config.json'))\
+['iterations']; m = open(d + '/metrics.jsonl').read().splitlines(); \
+sys.exit(0 if m and json.loads(m[-1])['iteration'] + 1 >= n else 1)" "$poet_dir" 2>/dev/null; then
+    section poet_claim_1000 "${POET_CLAIM_CAP:-300}" python benchmarks/poet_claim.py \
+      "$poet_dir" --seeds 5
+  elif [ -z "$only" ] || [[ " $only " == *" poet_claim_1000 "* ]]; then
+    echo "=== poet_claim_1000 skipped: $poet_dir holds no complete run" | tee -a "$log"
+  fi
 fi
 section mixed12 90 python benchmarks/throughput.py --worlds "$MIX" --device "$dev" \
   --num-envs "$big" --repeats 3 --steps "$t" --homogeneous --json
