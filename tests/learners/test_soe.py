@@ -145,6 +145,39 @@ def test_population_evaluator_batches_members_like_single_policies():
         assert alone.ret[0] == pytest.approx(batched.ret[m])
 
 
+def test_checking_for_ended_episodes_less_often_changes_nothing(monkeypatch):
+    """On a GPU the evaluator checks every 8 steps whether all episodes ended (a check waits for
+    the device): the steps run past the last end are not counted, so the returns, the env-steps
+    spent and a whole budgeted search are the same as checking every step."""
+    from autoworld.learners.bc import BCConfig, clone, collect_demonstrations
+    from autoworld.learners.methods import METHODS
+
+    spec = load_world("Empty-6x6")
+    policy = _tiny_policy(spec)  # cloned from the oracle: its episodes end in a few steps
+    clone(policy, collect_demonstrations(spec, levels=8), BCConfig(epochs=60))
+    theta = soe.flat_params(policy)
+    pop = theta[None] + 0.01 * torch.randn(4, theta.numel(), generator=torch.Generator()
+                                           .manual_seed(1))
+    every, lagged = (soe.PopulationEvaluator(spec, policy, episodes=3, greedy=True)
+                     for _ in range(2))
+    lagged.check_every = 8
+    for seed, budget in ((5, None), (6, None), (7, 30)):  # the last fitted to a budget
+        assert lagged(pop, seed, budget) == every(pop, seed, budget)
+        assert every._longest % 8 and lagged._longest == every._longest  # ended early
+    runs = []
+    for check in (1, 8):
+        init = soe.PopulationEvaluator.__init__
+
+        def patched(self, *a, check=check, init=init, **k):
+            init(self, *a, **k)
+            self.check_every = check
+
+        monkeypatch.setattr(soe.PopulationEvaluator, "__init__", patched)
+        runs.append(METHODS["es"].run("Empty-6x6", steps=3_000, num_envs=16, seed=0))
+    a, b = (r.model_dump(exclude={"seconds"}) for r in runs)
+    assert a == b
+
+
 def test_soe_loop_spends_its_budget_and_keeps_the_best():
     spec = load_world("Empty-6x6")
     policy = _tiny_policy(spec)
