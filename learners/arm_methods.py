@@ -168,6 +168,9 @@ class ArmPopulationEvaluator:
         self.spec, self.policy, self.episodes = spec, policy, int(episodes)
         self.device, self.seed = device, seed
         self._longest: int | None = None  # longest episode of the last rollout
+        # steps between checks that every episode has ended (None: every step on CPU, every 8
+        # on a GPU, where a check waits for the device); steps past the last end are not counted
+        self.check_every: int | None = None
 
     @torch.no_grad()
     def score(self, cands, seed: int, budget: int | None = None) -> int:
@@ -189,7 +192,8 @@ class ArmPopulationEvaluator:
         ret = torch.zeros(B, dtype=torch.float64, device=engine.device)
         length = torch.zeros(B, dtype=torch.float64, device=engine.device)
         chunk = torch.zeros(B, T, 3, device=engine.device)
-        steps = 0
+        every = self.check_every or (1 if engine.device.type == "cpu" else 8)
+        live_steps = torch.zeros((), dtype=torch.long, device=engine.device)
         for k in range(horizon):
             if k % T == 0:
                 for m, c in enumerate(cands):
@@ -198,13 +202,14 @@ class ArmPopulationEvaluator:
                     chunk[sl] = self.policy.act({key: v[sl] for key, v in obs.items()},
                                                 greedy=True)
             obs, reward, terminated, truncated, info = engine.step(chunk[:, k % T])
-            steps += B
+            live_steps += alive.any()  # a step counts while some episode is still running
             ret += torch.where(alive, reward.double(), 0.0)
             length += alive.double()
             ok |= alive & info["success"].bool()
             alive &= ~(terminated | truncated)
-            if not bool(alive.any()):
+            if (k + 1) % every == 0 and not bool(alive.any()):  # on a GPU: every 8 steps
                 break
+        steps = int(live_steps) * B
         self._longest = steps // B
         for m, c in enumerate(cands):
             sl = slice(m * E, (m + 1) * E)

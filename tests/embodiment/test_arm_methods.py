@@ -91,3 +91,32 @@ def test_arm_es_scores_its_population_on_common_scenes():
     ArmPopulationEvaluator(arm_world_arg("ArmReach-arm2"), policy, episodes=4).score(cands, 0)
     assert max(c.ret for c in cands) - min(c.ret for c in cands) < 1e-5
     assert torch.isfinite(torch.tensor([c.ret for c in cands])).all()
+
+
+def test_arm_rollouts_checking_for_ended_episodes_less_often_change_nothing():
+    """On a GPU the arm rollouts ask every 8 steps whether all episodes ended (each question waits
+    for the device); the steps run past the last end are not counted, so the results match
+    asking every step (here the expert's episodes all end at step 47, between two checks)."""
+    import torch
+
+    from autoworld.learners import soe
+    from autoworld.learners.arm_bc import expert_actor, make_policy, rollout
+    from autoworld.learners.arm_methods import ArmPopulationEvaluator, arm_world_arg
+    from autoworld.learners.xembodiment import XPolicyConfig
+
+    world = arm_world_arg("ArmReach-arm2")
+    every = rollout(expert_actor(seed=0), world, 8, seed=1, check_every=1)
+    assert every.env_steps == 8 * 47 and every.success == 1.0
+    assert rollout(expert_actor(seed=0), world, 8, seed=1, check_every=8) == every
+    policy = make_policy(XPolicyConfig(arch="mlp", head="mse", chunk=8, hidden=32, layers=1,
+                                       embed_dim=8), seed=0)
+    theta = soe.flat_params(policy)
+    scores = []
+    for check in (1, 8):
+        cands = [soe.Candidate(params=theta + 0.1 * i) for i in range(3)]
+        ev = ArmPopulationEvaluator(world, policy, episodes=2)
+        ev.check_every = check
+        spent = ev.score(cands, 0)
+        scores.append((spent, [(c.ret, c.success, c.cost) for c in cands]))
+    assert scores[0] == scores[1]
+    assert torch.isfinite(torch.tensor(scores[0][1])).all()
