@@ -217,6 +217,7 @@ def rollout(actor_factory, worlds, episodes: int, *, seed: int = 0, split: str =
     has ended is asked every ``check_every`` steps (default: every step on CPU, every 8 on a
     GPU, where the question waits for the device); steps past the last end are not counted."""
     from autoworld.envs.arm.engine import ArmEngine
+    from autoworld.learners.soe import end_check_every
 
     worlds = [worlds] if not isinstance(worlds, list | tuple) else list(worlds)
     engine = ArmEngine(worlds, num_envs=episodes, device=device, seed=seed, split=split,
@@ -228,7 +229,7 @@ def rollout(actor_factory, worlds, episodes: int, *, seed: int = 0, split: str =
     alive = torch.ones(B, dtype=torch.bool, device=engine.device)
     success = torch.zeros(B, dtype=torch.bool, device=engine.device)
     ret = torch.zeros(B, dtype=torch.float64, device=engine.device)
-    every = check_every or (1 if engine.device.type == "cpu" else 8)
+    every = check_every or end_check_every(engine.device)
     live_steps = torch.zeros((), dtype=torch.long, device=engine.device)
     for k in range(horizon + 1):
         obs, reward, terminated, truncated, info = engine.step(act(obs, k))

@@ -168,16 +168,14 @@ class ArmPopulationEvaluator:
         self.spec, self.policy, self.episodes = spec, policy, int(episodes)
         self.device, self.seed = device, seed
         self._longest: int | None = None  # longest episode of the last rollout
-        # steps between checks that every episode has ended (None: every step on CPU, every 8
-        # on a GPU, where a check waits for the device); steps past the last end are not counted
-        self.check_every: int | None = None
+        self.check_every: int | None = None  # None: soe.end_check_every(the device)
 
     @torch.no_grad()
     def score(self, cands, seed: int, budget: int | None = None) -> int:
         """Score ``cands`` in place; returns the env-steps spent, at most ``budget``
         (``soe.fit_rollout``: fewer episodes, a capped horizon, or ``BudgetExhausted``)."""
         from autoworld.envs.arm.engine import ArmEngine
-        from autoworld.learners.soe import fit_rollout, load_flat
+        from autoworld.learners.soe import end_check_every, fit_rollout, load_flat
 
         P = len(cands)
         E, horizon = fit_rollout(P, self.episodes, budget, self._longest,
@@ -192,7 +190,7 @@ class ArmPopulationEvaluator:
         ret = torch.zeros(B, dtype=torch.float64, device=engine.device)
         length = torch.zeros(B, dtype=torch.float64, device=engine.device)
         chunk = torch.zeros(B, T, 3, device=engine.device)
-        every = self.check_every or (1 if engine.device.type == "cpu" else 8)
+        every = self.check_every or end_check_every(engine.device)
         live_steps = torch.zeros((), dtype=torch.long, device=engine.device)
         for k in range(horizon):
             if k % T == 0:

@@ -241,6 +241,14 @@ def fit_rollout(pop: int, episodes: int, budget: int | None, longest: int | None
     return fit, min(max_steps, int(budget) // (pop * fit))
 
 
+def end_check_every(device: torch.device | str) -> int:
+    """Rollout steps between the checks that every episode has ended: each check waits for the
+    device, so on a GPU one every 8 steps; on CPU it costs nothing, so every step. Rollouts
+    that use it do not count the steps run past the last end, so their results do not depend
+    on it."""
+    return 1 if torch.device(device).type == "cpu" else 8
+
+
 class PopulationEvaluator:
     """Evaluates a population of flat parameter vectors of one policy architecture in ONE engine
     of ``pop * episodes`` envs: member m owns envs [m*E, (m+1)*E), every member plays the same
@@ -262,10 +270,7 @@ class PopulationEvaluator:
         self._buffers = {k: v for k, v in policy.named_buffers()}
         self._vmap_ok = True
         self._longest: int | None = None  # longest episode of the last rollout
-        # steps between checks that every episode has ended: each check waits for the device,
-        # so on a GPU it is made every 8 steps (the steps run past the last episode's end are
-        # not counted, and the scores are the same)
-        self.check_every = 1 if self.device.type == "cpu" else 8
+        self.check_every = end_check_every(self.device)
 
     def _engine(self, envs: int) -> GridEngine:
         eng = self._engines.get(envs)
