@@ -153,12 +153,18 @@ def minibatch_update(policy: nn.Module, optimizer: torch.optim.Optimizer,
     actions, old_logp, adv, ret, old_v = samples
     logits, new_v, _ = policy(obs)
     out = ppo_loss(logits, actions, old_logp, adv, new_v, old_v, ret, config)
+    descend(out["loss"], optimizer, params, config.max_grad_norm, zero_grad)
+    return torch.stack([out[k] for k in SCALARS]).detach()
+
+
+def descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+            max_grad_norm: float, zero_grad: bool = True) -> None:
+    """One gradient step on ``loss``: backward, global gradient-norm clip, optimizer step."""
     if zero_grad:
         optimizer.zero_grad()
-    out["loss"].backward()
-    nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
-    return torch.stack([out[k] for k in SCALARS]).detach()
 
 
 def loss_constants(config) -> tuple:
@@ -372,10 +378,7 @@ class PPO:
                                                   out["value_loss"], out["entropy"])
                 approx_kl = out["approx_kl"]
                 clipfracs.append(out["clipfrac"])
-                self.optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-                self.optimizer.step()
+                descend(loss, self.optimizer, params, c.max_grad_norm)
             if c.target_kl is not None and float(approx_kl) > c.target_kl:
                 break
 
